@@ -1,0 +1,150 @@
+"""Shared fixtures: settings pointed at a temporary store, a real Mosquitto broker on a free
+port, and the project's processes started as real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from ingest.broker import BrokerError, start_broker
+from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> None:
+    """Poll until `predicate()` is true; fail the test naming `what` otherwise."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    pytest.fail(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
+    """Settings for this test: a store in tmp_path, a free MQTT port; exported to the
+    environment so subprocesses see the same."""
+    monkeypatch.setenv("VISITORFLOW_STORE__PATH", str(tmp_path / "visitorflow.duckdb"))
+    monkeypatch.setenv("VISITORFLOW_MQTT__PORT", str(free_port()))
+    monkeypatch.setenv("VISITORFLOW_CONFIG", str(tmp_path / "none.toml"))
+    (tmp_path / "none.toml").write_text("", encoding="utf-8")
+    get_settings.cache_clear()
+    yield get_settings()
+    get_settings.cache_clear()
+
+
+@pytest.fixture
+def broker(settings: Settings, tmp_path: Path) -> Iterator[int]:
+    """A real Mosquitto on the settings' port, with the project's config."""
+    try:
+        proc = start_broker(tmp_path / "broker", settings.mqtt.port)
+    except BrokerError as exc:
+        pytest.fail(str(exc))
+    yield settings.mqtt.port
+    proc.terminate()
+    proc.wait(10)
+
+
+class Processes:
+    """Project processes started as `python -m module`, stopped at the end of the test."""
+
+    def __init__(self, log_dir: Path) -> None:
+        self.log_dir = log_dir
+        self.running: list[subprocess.Popen] = []
+
+    def start(self, module: str, *args: str) -> subprocess.Popen:
+        log = (self.log_dir / f"{module}.{len(self.running)}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", module, *args],
+            cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
+        )
+        proc.log_path = Path(log.name)  # type: ignore[attr-defined]
+        self.running.append(proc)
+        return proc
+
+    def stop_all(self) -> None:
+        for proc in self.running:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(15)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+
+
+@pytest.fixture
+def processes(tmp_path: Path) -> Iterator[Processes]:
+    procs = Processes(tmp_path)
+    yield procs
+    procs.stop_all()
+
+
+@pytest.fixture
+def mosquitto_pub(broker: int) -> Callable[..., None]:
+    """Publish with Mosquitto's own client (a client we did not write)."""
+    binary = shutil.which("mosquitto_pub")
+    if binary is None:
+        pytest.fail("mosquitto_pub missing: apt-get install -y mosquitto-clients")
+
+    def publish(topic: str, payload: bytes | str, qos: int = 1) -> None:
+        data = payload.encode() if isinstance(payload, str) else payload
+        subprocess.run(
+            [binary, "-h", "127.0.0.1", "-p", str(broker), "-q", str(qos), "-t", topic, "-s"],
+            input=data, check=True, timeout=10,
+        )
+
+    return publish
+
+
+# --- dashboard fixtures (tests/test_dashboard_*.py) -------------------------------------------
+
+# site: (gate, people in, people out) → occupancy against capacity and load level.
+DASHBOARD_LOADS = {
+    "tam_thanh": ("main", 400, 20),  # 380 / 350 → overload
+    "den_ky_cung": ("main", 290, 20),  # 270 / 300 → crowded
+    "huu_nghi": ("checkpoint", 720, 20),  # 700 / 1000 → busy
+    "nhi_thanh": ("main", 50, 10),  # 40 / 250 → normal
+}
+
+
+@pytest.fixture
+def dashboard_store(settings: Settings) -> Settings:
+    """The settings' store holding one reading per gate of DASHBOARD_LOADS, ending now;
+    the other 13 sites have none (no data)."""
+    from datetime import datetime
+
+    from visitorflow.contract import Reading
+    from visitorflow.live import utc_now
+    from visitorflow.store import Store
+
+    # A 60 s reading counts for the minute it began: keep it inside today's local day.
+    since_midnight = datetime.now(settings.tz) - datetime.now(settings.tz).replace(
+        hour=0, minute=0, second=0, microsecond=0
+    )
+    if since_midnight.total_seconds() < 90:
+        time.sleep(90 - since_midnight.total_seconds())
+    now = utc_now()
+    store = Store.from_settings(settings)
+    store.initialise()
+    store.write_batch(
+        [
+            Reading(site, gate, f"lsn-{site}-{gate}", 1, now, 60, count_in, count_out)
+            for site, (gate, count_in, count_out) in DASHBOARD_LOADS.items()
+        ],
+        now,
+    )
+    return settings

@@ -1,0 +1,100 @@
+"""Run the whole pipeline on this machine: broker, collector, simulator, dashboard.
+
+`make demo` (or `python -m visitorflow.demo`) starts each as its own process, logs to
+`run/logs/`, and stops them all on Ctrl-C or when one of them dies. The simulator
+back-fills today from local midnight, then follows the wall clock.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from ingest.broker import BrokerError, start_broker
+from visitorflow.settings import PROJECT_ROOT, SettingsError, get_settings
+
+
+def _start(name: str, args: list[str], log_dir: Path) -> subprocess.Popen:
+    log = (log_dir / f"{name}.log").open("ab")
+    proc = subprocess.Popen(args, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
+    proc.name = name  # type: ignore[attr-defined]
+    return proc
+
+
+def _tail(path: Path, lines: int = 15) -> str:
+    return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--dashboard-port", type=int, default=8501)
+    parser.add_argument("--sim-start", default="midnight",
+                        help="simulator start: 'midnight' (back-fill today), 'now' or ISO time")
+    args = parser.parse_args(argv)
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    run_dir = PROJECT_ROOT / "run"
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
+    try:
+        broker = start_broker(run_dir / "broker", settings.mqtt.port, settings.mqtt.host)
+    except BrokerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    broker.name = "broker"  # type: ignore[attr-defined]
+    procs = [broker]
+    stopping = False
+
+    def stop(*_: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    try:
+        procs.append(_start("collector", [python, "-m", "ingest.collector"], log_dir))
+        procs.append(_start("simulator", [python, "-m", "ingest.simulator", "--start",
+                                          args.sim_start], log_dir))
+        procs.append(_start("dashboard", [
+            python, "-m", "streamlit", "run", "dashboard/app.py",
+            "--server.port", str(args.dashboard_port), "--server.headless", "true",
+            "--browser.gatherUsageStats", "false",
+        ], log_dir))
+        print(f"broker on {settings.mqtt.host}:{settings.mqtt.port}, store {settings.store.path}")
+        print(f"logs in {log_dir}")
+        print(f"dashboard: http://localhost:{args.dashboard_port}   (Ctrl-C stops everything)")
+        while not stopping:
+            for proc in procs:
+                if proc.poll() is not None:
+                    name = proc.name  # type: ignore[attr-defined]
+                    log = run_dir / "broker" / "mosquitto.log" if name == "broker" else (
+                        log_dir / f"{name}.log")
+                    print(f"error: the {name} stopped (exit {proc.returncode}); "
+                          f"last lines of {log}:\n{_tail(log)}", file=sys.stderr)
+                    return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        for proc in reversed(procs):
+            if proc.poll() is None:
+                proc.send_signal(signal.SIGTERM)
+        for proc in reversed(procs):
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        print("demo stopped")
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    sys.exit(main())

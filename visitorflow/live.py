@@ -1,0 +1,109 @@
+"""The live state of every site: occupancy, arrivals, silent gates and load level.
+
+One function shared by the dashboard, notebooks and tests, so that every view of "now"
+agrees. A DataFrame out, one row per catalogue site.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+
+from visitorflow.catalogue import Catalogue
+from visitorflow.load import LEVEL_COLOURS, load_level
+from visitorflow.settings import Settings
+from visitorflow.store import Store
+
+
+def utc_now() -> datetime:
+    """Now as naive UTC, the store's convention."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def local_day_start_utc(now_utc: datetime, settings: Settings) -> datetime:
+    """Local midnight of the day containing `now_utc`, as naive UTC."""
+    local = now_utc.replace(tzinfo=UTC).astimezone(settings.tz)
+    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
+    return midnight.astimezone(UTC).replace(tzinfo=None)
+
+
+def silent_gates(
+    health: pd.DataFrame, catalogue: Catalogue, settings: Settings, now_utc: datetime
+) -> pd.DataFrame:
+    """Catalogue gates with their last reading and whether they have gone silent.
+
+    A gate is silent when it never reported, said `offline` in its last will, or sent
+    nothing for `silent_intervals` of its own reporting intervals.
+    """
+    gates = pd.DataFrame(
+        [(s.id, g.id, g.counter_id) for s, g in catalogue.gates()],
+        columns=["site_id", "gate_id", "counter_id"],
+    )
+    merged = gates.merge(health, on=["site_id", "gate_id"], how="left")
+    interval = merged["interval_s"].fillna(60).astype(float)
+    allowed = pd.to_timedelta(interval * settings.dashboard.silent_intervals, unit="s")
+    last = pd.to_datetime(merged["last_reading_utc"])
+    merged["silent"] = (
+        last.isna() | (last < pd.Timestamp(now_utc) - allowed) | (merged["status"] == "offline")
+    )
+    return merged
+
+
+def live_status(
+    store: Store,
+    catalogue: Catalogue,
+    settings: Settings,
+    now_utc: datetime | None = None,
+    language: str = "vi",
+) -> pd.DataFrame:
+    """One row per site: names, position, capacity, occupancy, arrivals today and in the last
+    hour, last reading, silent gates, whether open, load level and its map colour."""
+    now_utc = now_utc or utc_now()
+    counts = store.site_counts(local_day_start_utc(now_utc, settings), now_utc).set_index(
+        "site_id"
+    )
+    gates = silent_gates(store.gate_health(), catalogue, settings, now_utc)
+    local_now = now_utc.replace(tzinfo=UTC).astimezone(settings.tz)
+    rows = []
+    for site in catalogue.sites:
+        site_gates = gates[gates["site_id"] == site.id]
+        reporting = site_gates[~site_gates["silent"]]
+        has_data = len(reporting) > 0
+        last = pd.to_datetime(site_gates["last_reading_utc"]).max()
+        in_counts = site.id in counts.index
+        occupancy = int(counts.at[site.id, "occupancy"]) if in_counts else 0
+        is_open = site.is_open(local_now)
+        level = load_level(
+            occupancy, site.capacity, settings.load, has_data=has_data, is_open=is_open
+        )
+        rows.append(
+            {
+                "site_id": site.id,
+                "name": site.name.get(language),
+                "kind": site.kind,
+                "lat": site.lat,
+                "lon": site.lon,
+                "capacity": site.capacity,
+                "occupancy": occupancy if has_data else None,
+                "load_share": occupancy / site.capacity if has_data else None,
+                "arrivals_today": int(counts.at[site.id, "arrivals_today"]) if in_counts else 0,
+                "arrivals_last_hour": (
+                    int(counts.at[site.id, "arrivals_last_hour"]) if in_counts else 0
+                ),
+                "last_reading_utc": None if pd.isna(last) else last.to_pydatetime(),
+                "data_age_s": None if pd.isna(last) else (now_utc - last).total_seconds(),
+                "gates": len(site_gates),
+                "silent_gates": ", ".join(site_gates.loc[site_gates["silent"], "gate_id"]),
+                "is_open": is_open,
+                "level": level.value,
+                "colour": list(LEVEL_COLOURS[level]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def data_age(status: pd.DataFrame, now_utc: datetime) -> timedelta | None:
+    """How old the newest reading behind a live view is."""
+    last = pd.to_datetime(status["last_reading_utc"]).max()
+    return None if pd.isna(last) else now_utc - last.to_pydatetime()

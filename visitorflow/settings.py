@@ -1,0 +1,176 @@
+"""One typed settings object for every process: defaults < settings file < environment.
+
+The settings file is TOML, `visitorflow.toml` at the project root or the path in
+`VISITORFLOW_CONFIG`. Environment variables use the prefix `VISITORFLOW_` and `__` between
+levels, e.g. `VISITORFLOW_MQTT__PORT=1884`. Relative paths are relative to the project root.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+CONFIG_ENV = "VISITORFLOW_CONFIG"
+
+
+class SettingsError(RuntimeError):
+    """The settings file or environment holds a value that cannot be used."""
+
+
+class MqttSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(1883, ge=1, le=65535)
+    topic_prefix: str = "langson/v1"
+    collector_client_id: str = "visitorflow-collector"
+    keepalive_s: int = Field(30, ge=5)
+    username: str | None = None
+    password: str | None = None
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _no_wildcards(cls, v: str) -> str:
+        v = v.strip("/")
+        if not v or any(c in v for c in "+#"):
+            raise ValueError("topic_prefix must be a non-empty topic path without + or #")
+        return v
+
+
+class CollectorSettings(BaseModel):
+    # Commit at least this often; every commit opens and closes the store (≈15 ms).
+    commit_interval_s: float = Field(1.0, gt=0, le=10)
+    # Commit early when this many messages are buffered; keep it well below the broker's
+    # max_inflight_messages, because messages are acknowledged only after their commit.
+    max_batch: int = Field(2000, ge=1)
+    # Log throughput every this many seconds.
+    report_every_s: float = Field(30.0, gt=0)
+
+
+class StoreSettings(BaseModel):
+    path: Path = Path("data/visitorflow.duckdb")
+    # Readers and the writer retry a held lock with exponential backoff up to this long.
+    lock_timeout_s: float = Field(5.0, gt=0)
+
+
+class LoadThresholds(BaseModel):
+    """Occupancy as a share of capacity at which a site enters each load level."""
+
+    busy: float = Field(0.60, gt=0)
+    crowded: float = Field(0.85, gt=0)
+    overload: float = Field(1.00, gt=0)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LoadThresholds:
+        if not self.busy < self.crowded < self.overload:
+            raise ValueError("load thresholds must rise: busy < crowded < overload")
+        return self
+
+
+class DashboardSettings(BaseModel):
+    refresh_s: float = Field(5.0, ge=1)
+    # A gate silent for this many of its reporting intervals counts as "no data".
+    silent_intervals: int = Field(3, ge=1)
+    # Optional online basemap (a MapLibre style URL). None draws the province from data/ only.
+    basemap_style_url: str | None = None
+    default_language: str = "vi"
+
+    @field_validator("default_language")
+    @classmethod
+    def _known_language(cls, v: str) -> str:
+        if v not in ("vi", "en", "zh"):
+            raise ValueError("default_language must be one of vi, en, zh")
+        return v
+
+
+class SimulatorSettings(BaseModel):
+    interval_s: int = Field(60, ge=1)
+    seed: int = 20260217
+    # Messages a counter may have in flight unacknowledged (paho ids wrap at 65,535).
+    max_inflight: int = Field(200, ge=1, le=10000)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="VISITORFLOW_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    timezone: str = "Asia/Ho_Chi_Minh"
+    catalogue_path: Path = Path("data/sites.yaml")
+    boundary_path: Path = Path("data/boundary.geojson")
+    store: StoreSettings = StoreSettings()
+    mqtt: MqttSettings = MqttSettings()
+    collector: CollectorSettings = CollectorSettings()
+    load: LoadThresholds = LoadThresholds()
+    dashboard: DashboardSettings = DashboardSettings()
+    simulator: SimulatorSettings = SimulatorSettings()
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, v: str) -> str:
+        ZoneInfo(v)  # raises for an unknown zone
+        return v
+
+    @model_validator(mode="after")
+    def _absolute_paths(self) -> Settings:
+        self.catalogue_path = _from_root(self.catalogue_path)
+        self.boundary_path = _from_root(self.boundary_path)
+        self.store.path = _from_root(self.store.path)
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        toml = TomlConfigSettingsSource(settings_cls, toml_file=config_file())
+        return (init_settings, env_settings, toml)
+
+
+def _from_root(path: Path) -> Path:
+    return path if path.is_absolute() else PROJECT_ROOT / path
+
+
+def config_file() -> Path:
+    """The settings file in force: `$VISITORFLOW_CONFIG`, else `visitorflow.toml` at the root."""
+    return _from_root(Path(os.environ.get(CONFIG_ENV, "visitorflow.toml")))
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read the settings afresh; a bad value raises SettingsError naming the field and fix."""
+    path = config_file()
+    if CONFIG_ENV in os.environ and not path.exists():
+        raise SettingsError(f"{CONFIG_ENV} points at {path}, which does not exist")
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc'])}: {err['msg']}" for err in exc.errors()
+        )
+        raise SettingsError(
+            f"invalid settings ({problems}). Fix them in {path} or in the VISITORFLOW_* "
+            "environment variables."
+        ) from exc
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once."""
+    return load_settings()
