@@ -119,3 +119,14 @@ def test_a_lock_held_too_long_names_the_holder(store: Store) -> None:
         impatient.write_batch([reading(1, 1, 1, 0)], T0)
     holder.kill()
     holder.wait(5)
+
+
+def test_temperature_upsert_and_query(store: Store) -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame({"site_id": ["mau_son"] * 2, "ts_utc": [T0, T0 + timedelta(hours=1)],
+                          "temp_c": [1.5, -0.5], "source": ["simulated"] * 2})
+    store.write_temperature(frame)
+    store.write_temperature(frame.assign(temp_c=[2.0, -1.0]))  # corrected values replace
+    got = store.temperature("mau_son", T0, T0 + timedelta(days=1))
+    assert got["temp_c"].tolist() == [2.0, -1.0]

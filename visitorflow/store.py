@@ -66,6 +66,14 @@ SCHEMA = [
         status VARCHAR NOT NULL,            -- online | offline (the counter's last will)
         changed_at_utc TIMESTAMP NOT NULL,
         PRIMARY KEY (site_id, gate_id))""",
+    # Air temperature near a site (°C): observed or simulated history, and planners'
+    # scenarios for the future (a Mẫu Sơn cold snap drives its frost rush).
+    """CREATE TABLE IF NOT EXISTS temperature (
+        site_id VARCHAR NOT NULL,
+        ts_utc TIMESTAMP NOT NULL,
+        temp_c DOUBLE NOT NULL,
+        source VARCHAR NOT NULL,            -- simulated | observed | scenario
+        PRIMARY KEY (site_id, ts_utc, source))""",
 ]
 
 _READING_COLUMNS = [
@@ -300,6 +308,26 @@ class Store:
             FROM last l FULL OUTER JOIN gate_status s
               ON l.site_id = s.site_id AND l.gate_id = s.gate_id
             ORDER BY site_id, gate_id"""
+        )
+
+    def write_temperature(self, frame: pd.DataFrame) -> int:
+        """Upsert temperatures: a DataFrame with site_id, ts_utc (naive UTC), temp_c, source."""
+        with self._connect(read_only=False) as con:
+            con.register("temps", frame[["site_id", "ts_utc", "temp_c", "source"]])
+            con.execute("INSERT OR REPLACE INTO temperature SELECT * FROM temps")
+            con.unregister("temps")
+        return len(frame)
+
+    def temperature(
+        self, site_id: str, start_utc: datetime, end_utc: datetime, source: str | None = None
+    ) -> pd.DataFrame:
+        """Temperatures of a site in [start, end), oldest first."""
+        return self._read(
+            """SELECT * FROM temperature
+            WHERE site_id = $1 AND ts_utc >= $2 AND ts_utc < $3
+              AND ($4::VARCHAR IS NULL OR source = $4)
+            ORDER BY ts_utc, source""",
+            [site_id, start_utc, end_utc, source],
         )
 
     def latest_reading_utc(self) -> datetime | None:
