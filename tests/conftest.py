@@ -117,7 +117,7 @@ DASHBOARD_LOADS = {
     "tam_thanh": ("main", 400, 20),  # 380 / 350 → overload
     "den_ky_cung": ("main", 290, 20),  # 270 / 300 → crowded
     "huu_nghi": ("checkpoint", 720, 20),  # 700 / 1000 → busy
-    "nhi_thanh": ("main", 50, 10),  # 40 / 250 → normal
+    "den_bac_le": ("main", 60, 10),  # 50 / 500 → normal (away from the city cluster)
 }
 
 

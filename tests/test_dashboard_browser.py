@@ -1,0 +1,192 @@
+"""The live page in a real headless Chromium: the map draws, keeps the official's pan across
+refreshes, and nothing leaves the machine."""
+
+from __future__ import annotations
+
+import io
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+import pytest
+
+from visitorflow.contract import Reading
+from visitorflow.live import utc_now
+from visitorflow.settings import PROJECT_ROOT, Settings
+from visitorflow.store import Store
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+# Flags measured in field-notes: software WebGL for deck.gl, and no background traffic.
+CHROMIUM_ARGS = [
+    "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
+    "--disable-quic", "--no-first-run", "--disable-background-networking",
+    "--disable-component-update", "--disable-sync",
+]
+LOCAL_HOSTS = {"localhost", "127.0.0.1"}
+MAP = '[data-testid="stDeckGlJsonChart"]'
+REFRESH_S = 2
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _healthy(port: int) -> bool:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/_stcore/health", timeout=1) as r:
+            return r.status == 200
+    except OSError:
+        return False
+
+
+@pytest.fixture
+def chromium() -> Path:
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `apt-get install -y chromium`")
+    return CHROMIUM
+
+
+@pytest.fixture
+def dashboard_url(dashboard_store: Settings, tmp_path: Path) -> Iterator[str]:
+    """`streamlit run dashboard/app.py` on a free port against the test's store."""
+    port = _free_port()
+    log_path = tmp_path / "streamlit.log"
+    env = os.environ.copy()  # carries VISITORFLOW_STORE__PATH from the settings fixture
+    env["VISITORFLOW_DASHBOARD__REFRESH_S"] = str(REFRESH_S)
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", "dashboard/app.py",
+             "--server.headless", "true", "--server.port", str(port),
+             "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+            cwd=PROJECT_ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        deadline = time.monotonic() + 30
+        while not _healthy(port):
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"streamlit did not come up:\n{log_path.read_text(errors='replace')}")
+            time.sleep(0.2)
+        yield f"http://localhost:{port}/"
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    from PIL import Image
+
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
+
+
+def _province_mask(rgb: np.ndarray) -> np.ndarray:
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return abs(r - 252) + abs(g - 253) + abs(b - 247) <= 6
+
+
+def _colour_shares(rgb: np.ndarray) -> dict[str, float]:
+    """Share of the map's pixels in each colour of interest (dots are drawn at 85 % opacity
+    over the province fill)."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    return {
+        "background": float((abs(r - 238) + abs(g - 242) + abs(b - 240) <= 6).mean()),
+        "province": float(_province_mask(rgb).mean()),
+        "red": float(((r > 170) & (g < 90) & (b < 90)).mean()),
+        "green": float(((g > 130) & (r < 120) & (b < 120)).mean()),
+        "grey": float(((r >= 130) & (r <= 175) & (abs(r - g) < 6) & (abs(r - b) < 6)).mean()),
+    }
+
+
+def _province_x(rgb: np.ndarray) -> float:
+    """Horizontal centre of the drawn province, in map pixels."""
+    return float(np.nonzero(_province_mask(rgb))[1].mean())
+
+
+def _is_local(url: str) -> bool:
+    parsed = urlparse(url)
+    return parsed.scheme in ("data", "blob", "about") or parsed.hostname in LOCAL_HOSTS
+
+
+def test_map_draws_offline_and_keeps_the_pan_across_refreshes(
+    chromium: Path, dashboard_url: str, dashboard_store: Settings, tmp_path: Path
+) -> None:
+    from playwright.sync_api import sync_playwright
+
+    requests: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1300})
+            context.on("request", lambda req: requests.append(req.url))
+            page = context.new_page()
+            page.on("websocket", lambda ws: requests.append(ws.url))
+            page.goto(dashboard_url)
+            page.wait_for_selector(f"{MAP} canvas", timeout=60_000)
+            # The style, then the layers, draw a moment after the canvas appears.
+            page.wait_for_load_state("networkidle")
+            page.wait_for_timeout(1500)
+            chart = page.locator(MAP)
+            text = page.inner_text("body")
+            first = _pixels(chart.screenshot())
+            page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
+
+            # The official drags the map 200 px to the left ...
+            box = chart.bounding_box()
+            cx, cy = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(cx, cy)
+            page.mouse.down()
+            page.mouse.move(cx - 200, cy, steps=10)
+            page.mouse.up()
+            page.wait_for_timeout(500)
+            panned = _pixels(chart.screenshot())
+            # ... new counts arrive and the page refreshes on its own ...
+            now = utc_now()
+            Store.from_settings(dashboard_store).write_batch(
+                [Reading("huu_nghi", "checkpoint", "lsn-huu_nghi-checkpoint", 2, now, 60, 400, 0)],
+                now,
+            )
+            page.get_by_text("Cửa khẩu quốc tế Hữu Nghị (1100/1000)").wait_for(
+                timeout=10 * REFRESH_S * 1000
+            )
+            page.wait_for_timeout(1000)
+            refreshed = _pixels(chart.screenshot())
+            page.screenshot(path=str(tmp_path / "dashboard_refreshed.png"), full_page=True)
+        finally:
+            browser.close()
+
+    external = sorted({u for u in requests if not _is_local(u)})
+    assert not external, f"requests left the machine: {external}"
+    assert any(urlparse(u).path.endswith("/app/static/blank_style.json") for u in requests), (
+        "the map should load its local blank style"
+    )
+    assert "Động Tam Thanh" in text, text[:2000]
+    assert "Ranh giới: gis.chinhphu.vn" in text
+
+    shares = _colour_shares(first)
+    # The blank style's background around the province, the province filled light, a red
+    # dot (overload) and a green one (normal); grey no-data dots stay small.
+    assert shares["background"] > 0.02, shares
+    assert shares["province"] > 0.15, shares
+    assert shares["red"] > 0.0003 and shares["green"] > 0.0001, shares
+    assert shares["grey"] < 0.05, shares
+
+    # ... and the map stays where the official put it.
+    moved = _province_x(first) - _province_x(panned)
+    assert 150 < moved < 250, f"the drag should move the province ~200 px, moved {moved:.0f}"
+    assert abs(_province_x(refreshed) - _province_x(panned)) < 5, (
+        "the refresh reset the map's view"
+    )
