@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
-.PHONY: help setup system-deps-demo system-deps-test demo test lint broker collector simulator dashboard clean-data
+.PHONY: help setup system-deps-demo system-deps-test demo test lint broker collector simulator \
+	dashboard backfill forecast backtest export notebooks-strip bench clean-data
 
 help:  ## list the entry points
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -52,6 +53,25 @@ simulator: $(VENV)/.installed  ## simulated gate counters, back-filling today
 
 dashboard: $(VENV)/.installed  ## the officials' live dashboard
 	$(PY) -m streamlit run dashboard/app.py --server.headless true --browser.gatherUsageStats false
+
+backfill: $(VENV)/.installed  ## 3 years of simulated history straight into the store (collector stopped)
+	$(PY) -m ingest.simulator --mode backfill --years 3
+
+forecast: $(VENV)/.installed  ## refit every site's Prophet models, write a forecast run
+	$(PY) -m forecasting.run
+
+backtest: $(VENV)/.installed  ## rolling-origin backtests against the weekly seasonal-naive forecast
+	$(PY) -m forecasting.backtest --festivals
+
+export: $(VENV)/.installed  ## open-data export (Parquet, CSV, NGSI-LD): see --help
+	$(PY) -m visitorflow.export --help
+
+notebooks-strip: $(VENV)/.installed  ## strip notebook outputs before a commit
+	$(PY) -m visitorflow.analysis strip-outputs notebooks/*.ipynb
+
+bench: system-deps-test $(VENV)/.installed  ## benchmarks; figures go to bench/results.md
+	$(PY) -m bench.ingest_throughput --runs 3 --messages 60000
+	$(PY) bench/forecast_bench.py
 
 clean-data:  ## delete generated data (the store, run folder)
 	rm -rf data/visitorflow.duckdb data/visitorflow.duckdb.wal data/generated run

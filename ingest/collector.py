@@ -9,7 +9,18 @@
   a crash loses nothing that the broker does not still hold. A redelivered message is
   stored once (the readings' key).
 - A payload that breaks the contract goes to the quarantine table with its raw bytes,
-  topic and reason; it never stops the collector nor the good readings around it.
+  topic and reason; it never stops the collector nor the good readings around it. So does a
+  reading that ends more than 5 minutes in the future (a counter with a wrong clock).
+- Three formats, one Reading: the native contract (visitorflow/contract.py), The Things
+  Stack v3 uplinks from LoRaWAN counters (visitorflow/formats_ttn.py), deduplicated on
+  (dev_eui, f_cnt) within a LoRaWAN session against what the store already holds, and
+  FIWARE CrowdFlowObserved notifications (visitorflow/formats_fiware.py).
+- Each commit re-checks the devices it touched for seq gaps (people recovered from the
+  cumulative totals where possible, else the gap recorded as open) and counter resets or
+  wraparounds: see visitorflow/ingest_quality.py and the `reading_gaps` table.
+- `--share-group NAME` subscribes through `$share/NAME/...`: several collectors (each with
+  its own `--client-id`) then share the load, and the store's keys keep any reading from
+  being stored twice.
 
 Run: `python -m ingest.collector` (settings from visitorflow.toml / VISITORFLOW_* variables).
 """
@@ -23,15 +34,40 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 
 from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
-from visitorflow.contract import GateStatus, PayloadError, Reading, parse_counts, parse_status
+from visitorflow.contract import (
+    MAX_FUTURE_S,
+    GateStatus,
+    PayloadError,
+    Reading,
+    check_not_future,
+    parse_counts,
+    parse_status,
+)
 from visitorflow.contract import subscriptions as topic_filters
-from visitorflow.live import utc_now
+from visitorflow.formats_fiware import counter_index, parse_crowd_flow
+from visitorflow.formats_fiware import topic as fiware_topic
+from visitorflow.formats_ttn import (
+    DEFAULT_INTERVAL_S,
+    FrameDedup,
+    dev_eui_index,
+    is_uplink_topic,
+    parse_uplink,
+)
+from visitorflow.formats_ttn import TOPIC_FILTER as TTN_TOPIC_FILTER
+from visitorflow.live import local_day_start_utc, utc_now
 from visitorflow.settings import Settings, SettingsError, get_settings
 from visitorflow.store import Quarantined, Store, StoreError
+
+# LoRaWAN duplicates arrive within seconds; a late frame up to 48 h (the late-reading
+# horizon) is still checked against what is stored.
+LORAWAN_DEDUP_HORIZON = timedelta(hours=48)
+# Re-zero occupancy this long after closing: the last readings of the day are in by then.
+CLOSING_GRACE = timedelta(minutes=5)
 
 log = logging.getLogger("collector")
 
@@ -42,6 +78,7 @@ class _Pending:
 
     readings: list[Reading] = field(default_factory=list)
     received: list = field(default_factory=list)
+    lorawan: list[bool] = field(default_factory=list)  # per reading: from The Things Stack
     quarantined: list[Quarantined] = field(default_factory=list)
     statuses: list[tuple[GateStatus, object]] = field(default_factory=list)
     acks: list[tuple[int, int, int]] = field(default_factory=list)  # (mid, qos, connection)
@@ -52,6 +89,7 @@ class _Pending:
     def extend(self, other: _Pending) -> None:
         self.readings += other.readings
         self.received += other.received
+        self.lorawan += other.lorawan
         self.quarantined += other.quarantined
         self.statuses += other.statuses
         self.acks += other.acks
@@ -67,13 +105,33 @@ class CollectorStats:
     failed_commits: int = 0
     max_commit_s: float = 0.0
     max_lock_wait_s: float = 0.0
+    lorawan_duplicates: int = 0
+    max_blocked_s: float = 0.0
 
 
 class Collector:
-    def __init__(self, settings: Settings, catalogue: Catalogue, store: Store) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        catalogue: Catalogue,
+        store: Store,
+        *,
+        client_id: str | None = None,
+        share_group: str | None = None,
+        lorawan_interval_s: int = DEFAULT_INTERVAL_S,
+        max_future_s: int = MAX_FUTURE_S,
+    ) -> None:
         self.settings = settings
         self.catalogue = catalogue
         self.store = store
+        self.client_id = client_id or settings.mqtt.collector_client_id
+        self.share_group = share_group
+        self.lorawan_interval_s = lorawan_interval_s
+        self.max_future_s = max_future_s
+        self._gates_by_dev_eui = dev_eui_index(catalogue)
+        self._gates_by_counter = counter_index(catalogue)
+        self._blocked_since: float | None = None  # first failed commit of a blocked spell
+        self._rezeroed: set[tuple[str, date]] = set()
         self.stats = CollectorStats()
         self._pending = _Pending()
         self._lock = threading.Lock()
@@ -89,7 +147,7 @@ class Collector:
         cfg = self.settings.mqtt
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
-            client_id=cfg.collector_client_id,
+            client_id=self.client_id,
             clean_session=False,
             protocol=mqtt.MQTTv311,
         )
@@ -110,12 +168,21 @@ class Collector:
         with self._lock:
             self._connection += 1
         # Subscribing on every connect re-subscribes after a reconnect.
-        client.subscribe([(topic, 1) for topic in topic_filters(self.settings.mqtt.topic_prefix)])
+        client.subscribe([(topic, 1) for topic in self.topic_filters()])
         log.info(
             "connected to %s:%s (session present: %s)",
             self.settings.mqtt.host, self.settings.mqtt.port, flags.session_present,
         )
         self.connected.set()
+
+    def topic_filters(self) -> list[str]:
+        """Native counts and status, and The Things Stack uplinks (bridged to this broker);
+        behind `$share/{group}/` when instances share the load."""
+        prefix = self.settings.mqtt.topic_prefix
+        filters = [*topic_filters(prefix), TTN_TOPIC_FILTER, fiware_topic(prefix)]
+        if self.share_group:
+            return [f"$share/{self.share_group}/{f}" for f in filters]
+        return filters
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         self.connected.clear()
@@ -135,8 +202,17 @@ class Collector:
         try:
             if msg.topic.endswith("/status"):
                 item = ("status", parse_status(msg.topic, msg.payload, self.catalogue, prefix))
+            elif is_uplink_topic(msg.topic):
+                reading = parse_uplink(msg.topic, msg.payload, self._gates_by_dev_eui,
+                                       self.lorawan_interval_s)
+                item = ("lorawan", check_not_future(reading, received, self.max_future_s))
+            elif msg.topic == fiware_topic(prefix):
+                readings = parse_crowd_flow(msg.payload, self._gates_by_counter)
+                item = ("readings",
+                        [check_not_future(r, received, self.max_future_s) for r in readings])
             else:
-                item = ("reading", parse_counts(msg.topic, msg.payload, self.catalogue, prefix))
+                reading = parse_counts(msg.topic, msg.payload, self.catalogue, prefix)
+                item = ("reading", check_not_future(reading, received, self.max_future_s))
         except PayloadError as exc:
             item = ("quarantine", Quarantined(received, msg.topic, bytes(msg.payload), str(exc)))
         except Exception as exc:  # a parser bug must not stop the collector either
@@ -146,9 +222,14 @@ class Collector:
         with self._lock:
             pending = self._pending
             kind, value = item
-            if kind == "reading":
+            if kind in ("reading", "lorawan"):
                 pending.readings.append(value)
                 pending.received.append(received)
+                pending.lorawan.append(kind == "lorawan")
+            elif kind == "readings":  # one FIWARE notification, several entities
+                pending.readings += value
+                pending.received += [received] * len(value)
+                pending.lorawan += [False] * len(value)
             elif kind == "status":
                 pending.statuses.append((value, received))
             else:
@@ -169,21 +250,40 @@ class Collector:
             return 0
         started = time.monotonic()
         try:
-            result = self.store.write_batch(
-                batch.readings, batch.received, batch.quarantined, batch.statuses
-            )
+            readings, received, lorawan_dups = self._drop_lorawan_duplicates(batch)
+            try:
+                result = self.store.write_batch(
+                    readings, received, batch.quarantined, batch.statuses, heal=True
+                )
+            except StoreError:
+                raise
+            except Exception:
+                # A bug in the gap and reset checks must never hold readings back: store
+                # them without (this batch's gaps then go unrecorded; the log says so).
+                log.exception("gap/reset check failed; storing the batch without it")
+                result = self.store.write_batch(
+                    readings, received, batch.quarantined, batch.statuses
+                )
         except Exception as exc:
             # Keep everything buffered and unacknowledged; the broker holds it too.
             with self._lock:
                 batch.extend(self._pending)
                 self._pending = batch
             self.stats.failed_commits += 1
+            if self._blocked_since is None:
+                self._blocked_since = started
             if isinstance(exc, StoreError):
                 log.warning("commit deferred, %d messages buffered: %s", len(batch), exc)
             else:
                 log.exception("commit failed, %d messages kept buffered", len(batch))
             return 0
         elapsed = time.monotonic() - started
+        if self._blocked_since is not None:
+            blocked = time.monotonic() - self._blocked_since
+            self._blocked_since = None
+            self.stats.max_blocked_s = max(self.stats.max_blocked_s, blocked)
+            log.warning("store was blocked for %.1f s (another process held it); "
+                        "committed the %d messages buffered meanwhile", blocked, len(batch))
         with self._lock:
             connection = self._connection
         for mid, qos, conn in batch.acks:
@@ -191,7 +291,8 @@ class Collector:
                 self.client.ack(mid, qos)
         s = self.stats
         s.stored += result.inserted
-        s.duplicates += result.duplicates
+        s.duplicates += result.duplicates + lorawan_dups
+        s.lorawan_duplicates += lorawan_dups
         s.quarantined += result.quarantined
         s.commits += 1
         s.max_commit_s = max(s.max_commit_s, elapsed)
@@ -199,6 +300,57 @@ class Collector:
         if result.lock_wait_s > 0.5:
             log.info("waited %.2f s for the store lock", result.lock_wait_s)
         return len(batch)
+
+    def _drop_lorawan_duplicates(self, batch: _Pending) -> tuple[list[Reading], list, int]:
+        """The batch's readings without LoRaWAN frames already stored (same dev_eui and
+        f_cnt in the same session, whatever their receive time), and how many were dropped.
+        Checked against the store, so a restart or a second instance changes nothing."""
+        frames = [r for r, is_lora in zip(batch.readings, batch.lorawan, strict=True) if is_lora]
+        if not frames:
+            return batch.readings, batch.received, 0
+        since = min(r.ts_utc for r in frames) - LORAWAN_DEDUP_HORIZON
+        stored = self.store.device_frames(sorted({r.device_id for r in frames}), since)
+        dedup = FrameDedup.from_stored(
+            (d, int(s), t.to_pydatetime())
+            for d, s, t in zip(stored["device_id"], stored["seq"], stored["ts_utc"], strict=True)
+        )
+        _, duplicates = dedup.split(frames)
+        drop = {id(r) for r in duplicates}
+        keep = [(r, at) for r, at in zip(batch.readings, batch.received, strict=True)
+                if id(r) not in drop]
+        if duplicates:
+            log.info("dropped %d LoRaWAN frames already stored (same dev_eui and f_cnt)",
+                     len(duplicates))
+        return [r for r, _ in keep], [at for _, at in keep], len(duplicates)
+
+    def rezero_closed_sites(self, now_utc: datetime) -> dict[str, int]:
+        """Re-zero the occupancy of every site that closed today (local time) at least
+        CLOSING_GRACE ago, once per day; returns the residual per site corrected now."""
+        tz = self.settings.tz
+        local_now = now_utc.replace(tzinfo=UTC).astimezone(tz).replace(tzinfo=None)
+        day = local_now.date()
+        corrected: dict[str, int] = {}
+        for site in self.catalogue.sites:
+            if (site.id, day) in self._rezeroed:
+                continue
+            # A site open until midnight (24:00) is re-zeroed by the new day itself.
+            closes = [end for _, end in site.open_intervals(day) if end.date() == day]
+            if not closes or max(closes) + CLOSING_GRACE > local_now:
+                continue
+            closing_utc = max(closes).replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
+            try:
+                residual = self.store.rezero_at_closing(
+                    site.id, day, local_day_start_utc(now_utc, self.settings), closing_utc
+                )
+            except StoreError as exc:
+                log.warning("occupancy re-zeroing of %s deferred: %s", site.id, exc)
+                continue
+            self._rezeroed.add((site.id, day))
+            if residual is not None:
+                corrected[site.id] = residual
+                log.info("%s closed: occupancy re-zeroed, counter drift %+d people",
+                         site.id, residual)
+        return corrected
 
     def run(self, stop: threading.Event | None = None) -> None:
         """Connect and commit micro-batches until `stop` (or SIGTERM/SIGINT) is set."""
@@ -209,10 +361,18 @@ class Collector:
         self.client.loop_start()
         interval = self.settings.collector.commit_interval_s
         next_report = time.monotonic() + self.settings.collector.report_every_s
+        next_rezero = time.monotonic()
         try:
             while not self._stop.is_set():
                 self._batch_full.wait(timeout=interval)
                 self.flush()
+                # Leave the file free for a moment after each commit, so that readers
+                # (dashboard, forecasts, notebooks) retrying a held lock get in even while
+                # full batches arrive back to back.
+                self._stop.wait(self.settings.collector.reader_gap_s)
+                if time.monotonic() >= next_rezero:
+                    self.rezero_closed_sites(utc_now())
+                    next_rezero = time.monotonic() + 60
                 if time.monotonic() >= next_report:
                     log.info("stats: %s", self.stats)
                     next_report += self.settings.collector.report_every_s
@@ -230,6 +390,17 @@ class Collector:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Collect gate counts from MQTT into the store.")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every commit")
+    parser.add_argument("--client-id", default=None,
+                        help="MQTT client id (default: mqtt.collector_client_id); each "
+                        "instance sharing the load needs its own")
+    parser.add_argument("--share-group", default=None,
+                        help="subscribe through $share/GROUP/… to share the load with other "
+                        "collector instances")
+    parser.add_argument("--lorawan-interval-s", type=int, default=DEFAULT_INTERVAL_S,
+                        help="report period configured on the LoRaWAN counters (seconds)")
+    parser.add_argument("--max-future-s", type=int, default=MAX_FUTURE_S,
+                        help="quarantine readings that end more than this after they arrive "
+                        "(raise it for a simulator running ahead of the clock)")
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
@@ -244,12 +415,13 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, CatalogueError, StoreError) as exc:
         log.error("%s", exc)
         return 2
-    collector = Collector(settings, catalogue, store)
+    collector = Collector(settings, catalogue, store, client_id=args.client_id,
+                          share_group=args.share_group,
+                          lorawan_interval_s=args.lorawan_interval_s,
+                          max_future_s=args.max_future_s)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: collector.stop())
-    log.info(
-        "collecting %s into %s", topic_filters(settings.mqtt.topic_prefix), settings.store.path
-    )
+    log.info("collecting %s into %s", collector.topic_filters(), settings.store.path)
     collector.run()
     return 0
 

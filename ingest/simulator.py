@@ -2,18 +2,28 @@
 
 Every gate of the catalogue is one MQTT client, as a real counter would be, with its last
 will (`offline`, retained) on its status topic. Each interval it publishes the contract's
-counts payload: people in and out, cumulative totals, battery. Visitors arrive within the
-site's opening hours along a daily curve (busier at weekends) and leave after an
-exponentially distributed stay around the site's dwell time, so in and out draw a real
-occupancy curve. Closed sites keep reporting zeros, as counters do.
+counts payload: people in and out, cumulative totals, battery. Who comes and when is the
+visitor engine's job (`ingest/sim_engine.py`, profiles in `data/sim_profiles.yaml`): each
+site's opening hours, dwell, week and season, the lunar festivals and national holidays,
+the Kỳ Lừa walking street, Mẫu Sơn frost rushes driven by a simulated temperature, border
+gates busiest on weekdays. Closed sites keep reporting zeros, as counters do.
 
-Two clocks:
+Modes (`--mode`):
 - live (default): an interval is published when the wall clock passes its end; a start in
-  the past (`--start midnight`) is back-filled as fast as the broker takes it first;
-- accelerated (`--speed N`, or `max`): simulated time runs N times faster than real time.
+  the past (`--start midnight`) is back-filled over MQTT as fast as the broker takes it
+  first. `--speed N` runs simulated time N times faster than real time (`max`: as fast as
+  the broker acknowledges).
+- backfill: years of history written straight into the store with `Store.write_batch`
+  (no MQTT, no collector), at `simulator.backfill_interval_s` resolution; see
+  `ingest/sim_backfill.py`.
 
-`--truth-log FILE` writes every acknowledged message (topic and payload) as JSON lines:
-the ground truth that tests compare the store against.
+Faults (`simulator.faults` in the settings, all off by default) sit between the counters
+and the broker: `ingest/sim_faults.py`.
+
+Ground truth: `--truth-log FILE` writes every message the broker acknowledged (topic and
+payload) as JSON lines; `--truth-dir DIR` writes what truly happened, without faults:
+`site_minutes.parquet` (arrivals, departures, occupancy per site and minute),
+`readings.parquet` (every clean reading) and `faults.parquet` (every fault injected).
 """
 
 from __future__ import annotations
@@ -28,34 +38,23 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import paho.mqtt.client as mqtt
+import pandas as pd
 
+from ingest.sim_engine import Engine
+from ingest.sim_faults import Action, FaultInjector
+from ingest.sim_profiles import ProfileModel, load_profiles
 from visitorflow.catalogue import Catalogue, CatalogueError, Gate, Site, load_catalogue
 from visitorflow.contract import Reading, counts_topic, format_counts, status_topic
 from visitorflow.live import local_day_start_utc, utc_now
-from visitorflow.settings import Settings, SettingsError, get_settings
+from visitorflow.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
+from visitorflow.store import Store, StoreError, readings_frame
 
 log = logging.getLogger("simulator")
-
-WEEKDAY_UTILISATION = 0.45  # peak occupancy as a share of capacity on a weekday
-WEEKEND_UTILISATION = 0.80
-
-
-def arrival_rate_per_min(site: Site, local: datetime, utilisation: float) -> float:
-    """Expected arrivals per minute: zero when closed, a hump across each opening window
-    whose peak fills the site to `utilisation` of capacity (Little's law: L = λ·W)."""
-    naive = local.replace(tzinfo=None)
-    for start, end in site.open_intervals(naive.date()):
-        if start <= naive < end:
-            phase = (naive - start) / (end - start)
-            peak = utilisation * site.capacity / site.dwell_min
-            return peak * math.sin(math.pi * phase) ** 1.5
-    return 0.0
-
 
 @dataclass
 class GateCounter:
@@ -89,39 +88,54 @@ class GateCounter:
         return reading
 
 
-class VisitorModel:
-    """Occupancy of every site, stepped one interval at a time."""
+def profile_model(catalogue: Catalogue, settings: Settings, seed: int) -> ProfileModel:
+    """The per-site profiles of the settings' file, for this catalogue and seed."""
+    path = settings.simulator.profiles_path
+    path = path if path.is_absolute() else PROJECT_ROOT / path
+    return ProfileModel(catalogue, settings.tz, seed, load_profiles(path))
 
-    def __init__(self, catalogue: Catalogue, settings: Settings, seed: int) -> None:
+
+class VisitorModel:
+    """Every gate of the catalogue, stepped one counting interval at a time, from the
+    visitor engine (`ingest/sim_engine.py`); keeps the true site occupancy per minute."""
+
+    def __init__(self, catalogue: Catalogue, settings: Settings, seed: int,
+                 record_truth: bool = False) -> None:
         self.settings = settings
-        self.rng = np.random.default_rng(seed)
+        self.engine = Engine(catalogue, settings.tz, seed, profile_model(catalogue, settings, seed))
         self.sites = list(catalogue.sites)
-        # Some sites draw more than others: a fixed factor per site from the seed.
-        self.popularity = {s.id: float(self.rng.uniform(0.6, 1.35)) for s in self.sites}
-        self.occupancy = {s.id: 0 for s in self.sites}
         self.counters = {s.id: [GateCounter(s, g) for g in s.gates] for s in self.sites}
+        self.record_truth = record_truth
+        # (site_id, minute_utc, arrivals, departures, occupancy at the minute's end)
+        self.truth: list[tuple[str, datetime, int, int, int]] = []
 
     def step(self, end_utc: datetime, interval_s: int) -> Iterator[tuple[GateCounter, Reading]]:
-        """One interval ending at `end_utc`: a reading for every gate."""
-        mid = (end_utc - timedelta(seconds=interval_s / 2)).replace(tzinfo=UTC)
-        local = mid.astimezone(self.settings.tz)
-        weekend = local.weekday() >= 5
+        """One interval ending at `end_utc` (naive UTC): a reading for every gate."""
+        if interval_s % 60:
+            raise ValueError(f"interval_s must be a whole number of minutes, got {interval_s}")
+        first = end_utc - timedelta(seconds=interval_s)
+        minutes = [first + timedelta(minutes=i) for i in range(interval_s // 60)]
+        located = [(m, *self.engine.local_minute(m)) for m in minutes]
         for site in self.sites:
-            utilisation = (WEEKEND_UTILISATION if weekend else WEEKDAY_UTILISATION)
-            rate = arrival_rate_per_min(site, local, utilisation * self.popularity[site.id])
-            arrivals = int(self.rng.poisson(rate * interval_s / 60))
-            inside = self.occupancy[site.id]
-            if site.is_open(local):
-                leave_p = 1 - math.exp(-interval_s / (site.dwell_min * 60))
-            else:
-                leave_p = 0.5  # closing time: the last visitors file out
-            departures = int(self.rng.binomial(inside, leave_p))
-            self.occupancy[site.id] = inside + arrivals - departures
             counters = self.counters[site.id]
-            ins = self.rng.multinomial(arrivals, [1 / len(counters)] * len(counters))
-            outs = self.rng.multinomial(departures, [1 / len(counters)] * len(counters))
+            ins = np.zeros(len(counters), dtype=np.int64)
+            outs = np.zeros(len(counters), dtype=np.int64)
+            for minute, day, idx in located:
+                sd = self.engine.site_day(site, day)
+                ins += sd.arrivals[:, idx]
+                outs += sd.departures[:, idx]
+                if self.record_truth:
+                    self.truth.append((site.id, minute, int(sd.arrivals[:, idx].sum()),
+                                       int(sd.departures[:, idx].sum()),
+                                       int(sd.occupancy[idx])))
             for counter, n_in, n_out in zip(counters, ins, outs, strict=True):
                 yield counter, counter.report(end_utc, interval_s, int(n_in), int(n_out))
+
+    def truth_frame(self) -> pd.DataFrame:
+        """True arrivals, departures and occupancy per site and minute (no faults)."""
+        return pd.DataFrame(self.truth, columns=[
+            "site_id", "minute_utc", "arrivals", "departures", "occupancy"]).astype(
+            {"minute_utc": "datetime64[us]"})
 
 
 class CounterClient:
@@ -193,6 +207,15 @@ class CounterClient:
         topic = counts_topic(self.prefix, self.site.id, self.gate.id)
         self._send(topic, format_counts(reading, local_ts), retain=False, counts=True)
 
+    def act(self, action: Action) -> None:
+        """Do what the fault injector decided: publish a counts message (any topic, any
+        bytes) or a status change."""
+        if action.kind == "status":
+            self._send(self.status, action.payload, retain=True, counts=False)
+            return
+        self.window.acquire()
+        self._send(action.topic, action.payload, retain=False, counts=True)
+
     def close(self, timeout_s: float = 30.0) -> None:
         """Wait for every message to be acknowledged, say offline, disconnect."""
         deadline = time.monotonic() + timeout_s
@@ -247,6 +270,28 @@ def parse_start(value: str, settings: Settings) -> datetime:
     return start.replace(second=0, microsecond=0)
 
 
+def write_truth(truth_dir: Path, model: VisitorModel, clean: list[Reading],
+                injector: FaultInjector | None) -> None:
+    """What truly happened in a run: site minutes, clean readings, faults (Parquet)."""
+    truth_dir.mkdir(parents=True, exist_ok=True)
+    model.truth_frame().to_parquet(truth_dir / "site_minutes.parquet", index=False)
+    frame = readings_frame(clean, datetime(1970, 1, 1)).drop(columns="received_at_utc")
+    frame.to_parquet(truth_dir / "readings.parquet", index=False)
+    events = injector.events_frame() if injector else FaultInjector.empty_events()
+    events.to_parquet(truth_dir / "faults.parquet", index=False)
+
+
+def store_temperature(settings: Settings, model: VisitorModel, day: date) -> None:
+    """The simulated Mẫu Sơn temperature of one local day, for forecasts to use. A busy
+    store only costs a warning: the counts matter more."""
+    try:
+        store = Store.from_settings(settings)
+        store.initialise()
+        store.write_temperature(model.engine.model.temperature_frame(day, day + timedelta(days=1)))
+    except StoreError as exc:
+        log.warning("temperature for %s not stored: %s", day, exc)
+
+
 def run(
     settings: Settings,
     catalogue: Catalogue,
@@ -255,14 +300,23 @@ def run(
     speed: float | None,
     truth_path: Path | None = None,
     stop: threading.Event | None = None,
+    truth_dir: Path | None = None,
 ) -> int:
     """Publish until `duration` of simulated time has passed (None: forever). `speed` None
     follows the wall clock; a number runs that many simulated seconds per real second
     (math.inf: as fast as the broker acknowledges). Returns messages acknowledged."""
     stop = stop or threading.Event()
-    interval = settings.simulator.interval_s
+    sim = settings.simulator
+    interval = sim.interval_s
     truth = TruthLog(truth_path) if truth_path else None
-    model = VisitorModel(catalogue, settings, settings.simulator.seed)
+    model = VisitorModel(catalogue, settings, sim.seed, record_truth=truth_dir is not None)
+    injector = FaultInjector(
+        sim.faults, sim.seed, settings.mqtt.topic_prefix, settings.tz,
+        sim.ttn_application_id, sim.ttn_tenant_id,
+        {g.counter_id: g.dev_eui for _, g in catalogue.gates() if getattr(g, "dev_eui", None)},
+    )
+    faulty = injector.active
+    clean: list[Reading] = []
     clients = {
         g.counter_id: CounterClient(settings, s, g, truth) for s, g in catalogue.gates()
     }
@@ -276,6 +330,7 @@ def run(
     tick_end = start_utc + timedelta(seconds=interval)
     real_start = time.monotonic()
     published = 0
+    temperature_days: set[date] = set()
     try:
         while not stop.is_set() and (end_utc is None or tick_end <= end_utc):
             if speed is None:
@@ -288,40 +343,98 @@ def run(
             if wait > 0 and stop.wait(wait):
                 break
             local_ts = tick_end.replace(tzinfo=UTC).astimezone(settings.tz)
+            if sim.write_temperature and local_ts.date() not in temperature_days:
+                temperature_days.add(local_ts.date())
+                store_temperature(settings, model, local_ts.date())
             for counter, reading in model.step(tick_end, interval):
-                clients[counter.gate.counter_id].publish(reading, local_ts)
+                client = clients[counter.gate.counter_id]
+                if truth_dir is not None:
+                    clean.append(reading)
+                if faulty:
+                    for action in injector.process(reading, counter):
+                        client.act(action)
+                else:
+                    client.publish(reading, local_ts)
                 published += 1
             tick_end += timedelta(seconds=interval)
     finally:
+        for device, actions in injector.flush().items():
+            for action in actions:
+                clients[device].act(action)
         for client in clients.values():
             client.close()
         if truth:
             truth.close()
+        if truth_dir is not None:
+            write_truth(truth_dir, model, clean, injector)
     return truth.count if truth else published
+
+
+HELP = """Simulated gate counters for every gate of the catalogue.
+
+modes:
+  live      (default) publish over MQTT to the broker in the settings, one message per gate
+            and interval (simulator.interval_s). --start now|midnight|ISO time, --minutes N
+            (default: forever), --speed N|max (default: follow the wall clock).
+  replay    publish a CSV of historical counts over MQTT as if live (--replay FILE): columns
+            ts,site_id,in,out[,gate_id] (ts = start of each period, local time unless it
+            has an offset) or ds,y with --site (departures = arrivals shifted by the
+            site's dwell); --speed N|max (default max).
+  backfill  write history straight into the store through Store.write_batch (no MQTT, no
+            collector needed; stop the collector first, the store takes one writer at a
+            time), one reading per gate every simulator.backfill_interval_s (default 900 s):
+            --years N back from --end (default: today), or --start DATE --end DATE.
+
+ground truth: --truth-log FILE (live: acknowledged messages as JSON lines), --truth-dir DIR
+(live: site minutes, clean readings and injected faults as Parquet; backfill: true site
+intervals, default data/generated/sim/backfill/site_intervals.parquet).
+Faults are configured in the settings ([simulator.faults]); see docs/simulator.md.
+"""
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Publish simulated gate counts for every gate of the catalogue."
-    )
+        description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--mode", choices=("live", "backfill", "replay"), default="live",
+                        help="live (MQTT, default), backfill (straight into the store) or "
+                             "replay (a CSV over MQTT)")
     parser.add_argument("--start", default="now",
-                        help="'now' (default), 'midnight' (back-fill today) or an ISO time")
+                        help="live: 'now' (default), 'midnight' (back-fill today over MQTT) "
+                             "or an ISO time; backfill: first local date (YYYY-MM-DD)")
     parser.add_argument("--minutes", type=float, default=None,
-                        help="simulated minutes to run (default: forever)")
+                        help="live: simulated minutes to run (default: forever)")
     parser.add_argument("--speed", default=None,
-                        help="simulated seconds per real second, or 'max'; default: wall clock")
+                        help="live: simulated seconds per real second, or 'max'; "
+                             "default: wall clock")
+    parser.add_argument("--end", default=None,
+                        help="backfill: local date to stop before (default: today)")
+    parser.add_argument("--years", type=float, default=None,
+                        help="backfill: years of history before --end (default 3 when "
+                             "--start is not a date)")
     parser.add_argument("--truth-log", type=Path, default=None,
-                        help="write every acknowledged message to this JSON-lines file")
+                        help="live: write every acknowledged message to this JSON-lines file")
+    parser.add_argument("--truth-dir", type=Path, default=None,
+                        help="write the ground truth (Parquet) to this folder")
+    parser.add_argument("--replay", type=Path, default=None,
+                        help="replay: CSV with ts,site_id,in,out[,gate_id] or ds,y")
+    parser.add_argument("--site", default=None,
+                        help="replay: the site of a ds,y file")
+    parser.add_argument("--no-progress", action="store_true",
+                        help="backfill: no progress bar")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
         settings = get_settings()
         catalogue = load_catalogue(settings.catalogue_path)
+        if args.mode == "backfill":
+            return _backfill(args, settings, catalogue)
+        if args.mode == "replay":
+            return _replay(args, settings, catalogue)
         start = parse_start(args.start, settings)
         speed = None if args.speed is None else (
             math.inf if args.speed == "max" else float(args.speed)
         )
-    except (SettingsError, CatalogueError, ValueError) as exc:
+    except (SettingsError, CatalogueError, ValueError, StoreError, OSError) as exc:
         log.error("%s", exc)
         return 2
     stop = threading.Event()
@@ -331,11 +444,52 @@ def main(argv: list[str] | None = None) -> int:
     log.info("simulating %d gates from %s UTC (speed %s)", len(catalogue.gates()), start,
              args.speed or "wall clock")
     try:
-        sent = run(settings, catalogue, start, duration, speed, args.truth_log, stop)
+        sent = run(settings, catalogue, start, duration, speed, args.truth_log, stop,
+                   args.truth_dir)
     except (ConnectionError, OSError) as exc:
         log.error("%s", exc)
         return 2
     log.info("done: %d messages acknowledged by the broker", sent)
+    return 0
+
+
+def _replay(args: argparse.Namespace, settings: Settings, catalogue: Catalogue) -> int:
+    from ingest.sim_replay import load_replay, replay
+
+    if args.replay is None:
+        raise ValueError("--mode replay needs --replay FILE")
+    rows = load_replay(args.replay, catalogue, settings, args.site)
+    speed = math.inf if args.speed in (None, "max") else float(args.speed)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        sent = replay(settings, catalogue, rows, speed, args.truth_log, stop)
+    except (ConnectionError, OSError) as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("replayed %d of %d rows from %s", sent, len(rows), args.replay)
+    return 0
+
+
+def _backfill(args: argparse.Namespace, settings: Settings, catalogue: Catalogue) -> int:
+    from ingest.sim_backfill import backfill
+
+    today = datetime.now(settings.tz).date()
+    end = date.fromisoformat(args.end) if args.end else today
+    if args.start not in ("now", "midnight"):
+        start = date.fromisoformat(args.start)
+    else:
+        start = end - timedelta(days=round(365.25 * (args.years or 3)))
+    if start >= end:
+        raise ValueError(f"backfill start {start} is not before end {end}")
+    truth_dir = args.truth_dir
+    if truth_dir is None:  # history's truth is small (~1 MB a year): always keep it
+        base = settings.simulator.truth_dir
+        truth_dir = (base if base.is_absolute() else PROJECT_ROOT / base) / "backfill"
+    stats = backfill(settings, catalogue, start, end, truth_dir=truth_dir,
+                     progress=not args.no_progress)
+    log.info("backfill %s..%s: %s", start, end, stats)
     return 0
 
 

@@ -78,6 +78,8 @@ class Gate(_Strict):
     id: str
     name: LocalizedName
     counter_id: str = Field(min_length=1)
+    # LoRaWAN counters (The Things Stack) are named by their DevEUI: 16 hex digits.
+    dev_eui: str | None = Field(None, pattern=r"^[0-9A-Fa-f]{16}$")
 
     @field_validator("id")
     @classmethod

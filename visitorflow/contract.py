@@ -111,20 +111,26 @@ def _timestamp(obj: dict) -> datetime:
     return parsed.astimezone(UTC).replace(tzinfo=None)
 
 
+def load_json(payload: bytes, max_bytes: int) -> object:
+    """A payload's JSON, or PayloadError naming why not (too large, not UTF-8, not JSON).
+    Shared by every format's parser so garbage is refused the same way everywhere."""
+    if len(payload) > max_bytes:
+        raise PayloadError(f"payload of {len(payload)} bytes exceeds {max_bytes}")
+    try:
+        return json.loads(payload.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise PayloadError("payload is not UTF-8") from None
+    except (json.JSONDecodeError, RecursionError):
+        raise PayloadError("payload is not JSON") from None
+
+
 def parse_counts(topic: str, payload: bytes, catalogue: Catalogue, prefix: str) -> Reading:
     """A counts message to a Reading, or PayloadError saying which rule it breaks."""
     site_id, gate_id, kind = split_topic(prefix, topic)
     if kind != "counts":
         raise PayloadError(f"topic {topic!r} is not a counts topic")
     _known_gate(catalogue, site_id, gate_id)
-    if len(payload) > MAX_PAYLOAD_BYTES:
-        raise PayloadError(f"payload of {len(payload)} bytes exceeds {MAX_PAYLOAD_BYTES}")
-    try:
-        obj = json.loads(payload.decode("utf-8"))
-    except UnicodeDecodeError:
-        raise PayloadError("payload is not UTF-8") from None
-    except (json.JSONDecodeError, RecursionError):
-        raise PayloadError("payload is not JSON") from None
+    obj = load_json(payload, MAX_PAYLOAD_BYTES)
     if not isinstance(obj, dict):
         raise PayloadError(f"payload must be a JSON object, got {type(obj).__name__}")
     device_id = obj.get("device_id")
@@ -181,3 +187,20 @@ def format_counts(reading: Reading, tz_offset_ts: datetime | None = None) -> byt
         if value is not None:
             body[key] = value
     return json.dumps(body, separators=(",", ":")).encode("utf-8")
+
+
+# A counter's clock may run a little fast; beyond this its timestamps cannot be trusted and
+# would count people in minutes that have not happened yet.
+MAX_FUTURE_S = 300
+
+
+def check_not_future(reading: Reading, received_utc: datetime, max_future_s: int = MAX_FUTURE_S
+                     ) -> Reading:
+    """The reading unchanged, or PayloadError if it ends too far after it was received."""
+    ahead = (reading.ts_utc - received_utc).total_seconds()
+    if ahead > max_future_s:
+        raise PayloadError(
+            f"field 'ts' is {ahead:.0f} s in the future (more than {max_future_s} s): "
+            "the counter's clock is wrong"
+        )
+    return reading

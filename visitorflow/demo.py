@@ -1,8 +1,11 @@
-"""Run the whole pipeline on this machine: broker, collector, simulator, dashboard.
+"""Run the whole pipeline on this machine: history, broker, collector, simulator,
+forecasts, dashboard.
 
-`make demo` (or `python -m visitorflow.demo`) starts each as its own process, logs to
-`run/logs/`, and stops them all on Ctrl-C or when one of them dies. The simulator
-back-fills today from local midnight, then follows the wall clock.
+`make demo` (or `python -m visitorflow.demo`) first back-fills a year of simulated history
+into an empty store (so the forecasts have something to learn from), then starts each
+stage as its own process, logs to `run/logs/`, refits the forecasts once in the
+background, and stops everything on Ctrl-C or when a service dies. The live simulator
+back-fills today from local midnight over MQTT, then follows the wall clock.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from pathlib import Path
 
 from ingest.broker import BrokerError, start_broker
 from visitorflow.settings import PROJECT_ROOT, SettingsError, get_settings
+from visitorflow.store import Store, StoreError
 
 
 def _start(name: str, args: list[str], log_dir: Path) -> subprocess.Popen:
@@ -35,6 +39,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dashboard-port", type=int, default=8501)
     parser.add_argument("--sim-start", default="midnight",
                         help="simulator start: 'midnight' (back-fill today), 'now' or ISO time")
+    parser.add_argument("--history-years", type=float, default=1.0,
+                        help="years of simulated history to back-fill into an empty store "
+                             "(0: none)")
     args = parser.parse_args(argv)
     try:
         settings = get_settings()
@@ -46,12 +53,25 @@ def main(argv: list[str] | None = None) -> int:
     log_dir.mkdir(parents=True, exist_ok=True)
     python = sys.executable
     try:
+        has_history = Store.from_settings(settings).latest_reading_utc() is not None
+    except StoreError:
+        has_history = False
+    if not has_history and args.history_years > 0:
+        print(f"back-filling {args.history_years:g} year(s) of simulated history "
+              f"into {settings.store.path} …", flush=True)
+        backfill = subprocess.run([python, "-m", "ingest.simulator", "--mode", "backfill",
+                                   "--years", str(args.history_years)], cwd=PROJECT_ROOT)
+        if backfill.returncode != 0:
+            print("error: the history back-fill failed (see above)", file=sys.stderr)
+            return 1
+    try:
         broker = start_broker(run_dir / "broker", settings.mqtt.port, settings.mqtt.host)
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     broker.name = "broker"  # type: ignore[attr-defined]
     procs = [broker]
+    forecast: subprocess.Popen | None = None
     stopping = False
 
     def stop(*_: object) -> None:
@@ -69,10 +89,19 @@ def main(argv: list[str] | None = None) -> int:
             "--server.port", str(args.dashboard_port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
         ], log_dir))
+        # One refit in the background: its forecasts land in the store for the dashboard.
+        forecast = _start("forecast", [python, "-m", "forecasting.run", "--no-progress"],
+                          log_dir)
         print(f"broker on {settings.mqtt.host}:{settings.mqtt.port}, store {settings.store.path}")
         print(f"logs in {log_dir}")
         print(f"dashboard: http://localhost:{args.dashboard_port}   (Ctrl-C stops everything)")
+        forecast_reported = False
         while not stopping:
+            if not forecast_reported and forecast.poll() is not None:
+                forecast_reported = True
+                outcome = "written" if forecast.returncode == 0 else (
+                    f"finished with errors (exit {forecast.returncode}, see forecast.log)")
+                print(f"forecasts {outcome}", flush=True)
             for proc in procs:
                 if proc.poll() is not None:
                     name = proc.name  # type: ignore[attr-defined]
@@ -84,6 +113,8 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(0.5)
         return 0
     finally:
+        if forecast is not None and forecast.poll() is None:
+            forecast.terminate()
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

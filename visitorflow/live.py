@@ -107,3 +107,48 @@ def data_age(status: pd.DataFrame, now_utc: datetime) -> timedelta | None:
     """How old the newest reading behind a live view is."""
     last = pd.to_datetime(status["last_reading_utc"]).max()
     return None if pd.isna(last) else now_utc - last.to_pydatetime()
+
+
+# -- ingest quality (issue 3) --
+
+_NO_DATA_SINCE = {
+    "vi": "Không có dữ liệu từ {gate} từ {hhmm}",
+    "en": "No data from {gate} since {hhmm}",
+    "zh": "自 {hhmm} 起未收到 {gate} 的数据",
+}
+_NO_DATA_EVER = {
+    "vi": "Chưa có dữ liệu từ {gate}",
+    "en": "No data from {gate} yet",
+    "zh": "尚未收到 {gate} 的数据",
+}
+
+
+def no_data_notices(
+    store: Store,
+    catalogue: Catalogue,
+    settings: Settings,
+    now_utc: datetime | None = None,
+    language: str = "vi",
+) -> pd.DataFrame:
+    """One row per silent gate (see `silent_gates`): site_id, gate_id, since_utc (its last
+    reading, or None if it never reported), reason (`offline` from its last will, `silent`
+    for 3 missed intervals, `never`) and the message a site shows instead of "0 visitors":
+    "No data from gate X since HH:MM" (local time)."""
+    now_utc = now_utc or utc_now()
+    gates = silent_gates(store.gate_health(), catalogue, settings, now_utc)
+    rows = []
+    for rec in gates[gates["silent"]].itertuples(index=False):
+        gate = catalogue.gate(rec.site_id, rec.gate_id)
+        name = gate.name.get(language) if gate else rec.gate_id
+        last = None if pd.isna(rec.last_reading_utc) else pd.Timestamp(
+            rec.last_reading_utc).to_pydatetime()
+        if last is None:
+            message = _NO_DATA_EVER.get(language, _NO_DATA_EVER["en"]).format(gate=name)
+        else:
+            hhmm = last.replace(tzinfo=UTC).astimezone(settings.tz).strftime("%H:%M")
+            template = _NO_DATA_SINCE.get(language, _NO_DATA_SINCE["en"])
+            message = template.format(gate=name, hhmm=hhmm)
+        reason = "offline" if rec.status == "offline" else ("never" if last is None else "silent")
+        rows.append({"site_id": rec.site_id, "gate_id": rec.gate_id, "since_utc": last,
+                     "reason": reason, "message": message})
+    return pd.DataFrame(rows, columns=["site_id", "gate_id", "since_utc", "reason", "message"])

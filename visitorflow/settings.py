@@ -54,12 +54,18 @@ class CollectorSettings(BaseModel):
     max_batch: int = Field(2000, ge=1)
     # Log throughput every this many seconds.
     report_every_s: float = Field(30.0, gt=0)
+    # Pause after each commit with the store closed: a reader retrying every
+    # `store.retry_max_s` finds the file free within it, even under a burst.
+    reader_gap_s: float = Field(0.1, ge=0, le=1)
 
 
 class StoreSettings(BaseModel):
     path: Path = Path("data/visitorflow.duckdb")
     # Readers and the writer retry a held lock with exponential backoff up to this long.
     lock_timeout_s: float = Field(5.0, gt=0)
+    # Longest pause between two attempts at a held lock (backoff starts at 10 ms); keep it
+    # below collector.reader_gap_s so a reader never sleeps through the writer's gap.
+    retry_max_s: float = Field(0.05, gt=0)
 
 
 class LoadThresholds(BaseModel):
@@ -92,11 +98,72 @@ class DashboardSettings(BaseModel):
         return v
 
 
+class SimulatorFaults(BaseModel):
+    """Faults the simulator injects (all off by default); each is recorded as ground truth.
+    Rates are per message; `*_per_day` are expected episodes per gate and day."""
+
+    drop_rate: float = Field(0.0, ge=0, le=1)  # never sent: lost
+    duplicate_rate: float = Field(0.0, ge=0, le=1)  # sent twice: the store keeps one
+    reorder_rate: float = Field(0.0, ge=0, le=1)  # held back behind the gate's next message
+    malformed_rate: float = Field(0.0, ge=0, le=1)  # corrupted payload: quarantined, lost
+    offline_per_day: float = Field(0.0, ge=0)  # outages; readings buffered, sent late
+    offline_hours_min: float = Field(1.0, gt=0)
+    offline_hours_max: float = Field(6.0, gt=0)
+    # Readings a counter keeps while offline; older ones are overwritten (lost).
+    offline_buffer: int = Field(720, ge=0)
+    reset_per_day: float = Field(0.0, ge=0)  # seq and totals back to 0
+    skew_per_day: float = Field(0.0, ge=0)  # clock off by up to skew_s_max for skew_hours
+    skew_s_max: int = Field(300, ge=1)
+    skew_hours: float = Field(6.0, gt=0)
+    # Counter ids that send The Things Stack v3 uplinks instead of the project's contract.
+    ttn_gates: list[str] = []
+
+
 class SimulatorSettings(BaseModel):
     interval_s: int = Field(60, ge=1)
     seed: int = 20260217
     # Messages a counter may have in flight unacknowledged (paho ids wrap at 65,535).
     max_inflight: int = Field(200, ge=1, le=10000)
+    # Per-site visitor profiles with their basis (relative paths: from the project root).
+    profiles_path: Path = Path("data/sim_profiles.yaml")
+    # Where runs and backfills write their ground truth (Parquet, JSON lines).
+    truth_dir: Path = Path("data/generated/sim")
+    # Live runs store the simulated Mẫu Sơn temperature (source 'simulated') day by day.
+    write_temperature: bool = True
+    # Backfill resolution: one reading per gate and this many seconds (a multiple of 60).
+    backfill_interval_s: int = Field(900, ge=60, le=86400)
+    faults: SimulatorFaults = SimulatorFaults()
+    ttn_application_id: str = "langson-counters"
+    ttn_tenant_id: str = "ttn"
+
+
+class ForecastSettings(BaseModel):
+    """Forecasting (issue 5): model windows, festival windows, samples, parallelism."""
+
+    # Hourly model: a year and a bit of open hours, so last year's festivals are in the
+    # training window (one occurrence per festival is all a year holds).
+    hourly_history_days: int = Field(400, ge=14)
+    hourly_horizon_days: int = Field(14, ge=1, le=60)
+    daily_history_days: int = Field(1100, ge=28)
+    # The daily horizon runs to the end of the next festival season, and at least this far.
+    daily_min_horizon_days: int = Field(120, ge=7)
+    # Days before / after each festival or national holiday that Prophet may give an effect.
+    festival_window_before_days: int = Field(2, ge=0, le=14)
+    festival_window_after_days: int = Field(1, ge=0, le=14)
+    # Predictive samples behind the bands and the overload probability.
+    samples: int = Field(300, ge=20, le=5000)
+    interval_width: float = Field(0.8, gt=0, lt=1)
+    changepoint_prior_scale: float = Field(0.05, gt=0)
+    # Sites whose visitors follow the cold (Mẫu Sơn frost): temperature regressor where the
+    # store holds temperatures for them.
+    temperature_sites: tuple[str, ...] = ("mau_son",)
+    # Degrees below this count as "cold" (frost draws crowds to Mẫu Sơn below ~3 °C).
+    cold_threshold_c: float = 3.0
+    processes: int = Field(2, ge=1)
+    # Rolling-origin backtests: folds of `backtest_horizon_days`, one every `backtest_step_days`.
+    backtest_folds: int = Field(4, ge=1)
+    backtest_horizon_days: int = Field(7, ge=1)
+    backtest_step_days: int = Field(7, ge=1)
 
 
 class Settings(BaseSettings):
@@ -113,6 +180,7 @@ class Settings(BaseSettings):
     load: LoadThresholds = LoadThresholds()
     dashboard: DashboardSettings = DashboardSettings()
     simulator: SimulatorSettings = SimulatorSettings()
+    forecast: ForecastSettings = ForecastSettings()
 
     @field_validator("timezone")
     @classmethod

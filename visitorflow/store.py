@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from pathlib import Path
 
 import duckdb
@@ -74,6 +74,120 @@ SCHEMA = [
         temp_c DOUBLE NOT NULL,
         source VARCHAR NOT NULL,            -- simulated | observed | scenario
         PRIMARY KEY (site_id, ts_utc, source))""",
+    # -- ingest quality (issue 3) --
+    # A run of missing `seq` numbers between two stored readings of one device. `recovered`:
+    # the people of the missing readings were worked out from the cumulative totals of the
+    # readings either side and added to minute_counts at `minute_utc` (the minute the first
+    # missing interval began); `open`: they could not be (no totals, or a counter reset), so
+    # the gap is shown, never counted as zero; `filled`: the missing readings arrived late
+    # and replaced the recovered estimate (kept so analysts see how good the counter is).
+    """CREATE TABLE IF NOT EXISTS reading_gaps (
+        device_id VARCHAR NOT NULL,
+        site_id VARCHAR NOT NULL,
+        gate_id VARCHAR NOT NULL,
+        after_seq BIGINT NOT NULL,
+        after_ts_utc TIMESTAMP NOT NULL,
+        before_seq BIGINT NOT NULL,
+        before_ts_utc TIMESTAMP NOT NULL,
+        missing_readings BIGINT NOT NULL,
+        status VARCHAR NOT NULL,            -- recovered | open | filled
+        reason VARCHAR NOT NULL,
+        minute_utc TIMESTAMP NOT NULL,
+        recovered_in BIGINT NOT NULL,
+        recovered_out BIGINT NOT NULL,
+        detected_at_utc TIMESTAMP NOT NULL,
+        PRIMARY KEY (device_id, after_seq, after_ts_utc, before_seq, before_ts_utc))""",
+    # Cumulative totals that went down between consecutive readings (`wrap`: a 16-bit total
+    # passed 65,535; `reset`: the device restarted its totals) or a `seq` that restarted.
+    """CREATE TABLE IF NOT EXISTS counter_events (
+        device_id VARCHAR NOT NULL,
+        site_id VARCHAR NOT NULL,
+        gate_id VARCHAR NOT NULL,
+        seq BIGINT NOT NULL,
+        ts_utc TIMESTAMP NOT NULL,
+        kind VARCHAR NOT NULL,              -- wrap | reset | seq_restart
+        detail VARCHAR NOT NULL,
+        PRIMARY KEY (device_id, seq, ts_utc, kind))""",
+    # Occupancy drift: at closing time in − out of the day should be 0. What is left
+    # (`residual`) is how far the site's counters drifted that day; a positive residual is
+    # booked as departures of the pseudo-gate `_closing` at the closing minute, so occupancy
+    # is 0 after closing (`applied_out`). A negative one is only recorded (occupancy is
+    # never shown below 0).
+    """CREATE TABLE IF NOT EXISTS occupancy_corrections (
+        site_id VARCHAR NOT NULL,
+        local_date DATE NOT NULL,
+        closing_utc TIMESTAMP NOT NULL,
+        arrivals BIGINT NOT NULL,
+        departures BIGINT NOT NULL,
+        residual BIGINT NOT NULL,
+        applied_out BIGINT NOT NULL,
+        created_at_utc TIMESTAMP NOT NULL,
+        PRIMARY KEY (site_id, local_date))""",
+    # -- forecasting (issue 5) --
+    # One row per forecast run, kept for comparison; the model settings as JSON.
+    """CREATE TABLE IF NOT EXISTS forecast_runs (
+        run_id VARCHAR PRIMARY KEY,
+        created_at_utc TIMESTAMP NOT NULL,
+        history_end_utc TIMESTAMP NOT NULL,  -- forecasts start here
+        settings_json VARCHAR NOT NULL,
+        sites_ok INTEGER NOT NULL,
+        sites_failed INTEGER NOT NULL,
+        wall_s DOUBLE)""",
+    # Per run and site: ok or failed (with the message), fit seconds, regressors used.
+    """CREATE TABLE IF NOT EXISTS forecast_sites (
+        run_id VARCHAR NOT NULL,
+        site_id VARCHAR NOT NULL,
+        status VARCHAR NOT NULL,             -- ok | failed
+        message VARCHAR,
+        fit_s DOUBLE,
+        regressors VARCHAR,
+        -- the site's MAE / weekly-naive MAE in the newest backtest before the run (< 1: the
+        -- model beat naive); NULL: never backtested. Planners should be told when it is ≥ 1.
+        backtest_mae_ratio DOUBLE,
+        PRIMARY KEY (run_id, site_id))""",
+    # Hourly forecasts: arrivals (people in the hour starting at ts_utc), occupancy (people on
+    # site at the end of the hour) and the probability that occupancy exceeds capacity.
+    """CREATE TABLE IF NOT EXISTS forecast_hourly (
+        run_id VARCHAR NOT NULL,
+        site_id VARCHAR NOT NULL,
+        ts_utc TIMESTAMP NOT NULL,           -- start of the hour
+        is_open BOOLEAN NOT NULL,
+        arrivals DOUBLE NOT NULL,
+        arrivals_lower DOUBLE NOT NULL,
+        arrivals_upper DOUBLE NOT NULL,
+        occupancy DOUBLE NOT NULL,
+        occupancy_upper DOUBLE NOT NULL,
+        capacity INTEGER NOT NULL,
+        p_overload DOUBLE NOT NULL,
+        PRIMARY KEY (run_id, site_id, ts_utc))""",
+    # Daily forecasts: arrivals (people per local day, Asia/Ho_Chi_Minh).
+    """CREATE TABLE IF NOT EXISTS forecast_daily (
+        run_id VARCHAR NOT NULL,
+        site_id VARCHAR NOT NULL,
+        day_local DATE NOT NULL,
+        arrivals DOUBLE NOT NULL,
+        arrivals_lower DOUBLE NOT NULL,
+        arrivals_upper DOUBLE NOT NULL,
+        festival VARCHAR,                    -- festival / holiday ids of the day, if any
+        PRIMARY KEY (run_id, site_id, day_local))""",
+    # Rolling-origin backtests per site against the weekly seasonal-naive forecast.
+    """CREATE TABLE IF NOT EXISTS forecast_backtests (
+        backtest_id VARCHAR NOT NULL,
+        created_at_utc TIMESTAMP NOT NULL,
+        site_id VARCHAR NOT NULL,
+        folds INTEGER NOT NULL,
+        horizon_h INTEGER NOT NULL,
+        open_hours INTEGER NOT NULL,
+        mae DOUBLE,                          -- people per hour, open hours
+        mae_naive DOUBLE,
+        mae_ratio DOUBLE,                    -- mae / mae_naive (MASE against weekly naive)
+        mape_open DOUBLE,                    -- open hours with arrivals > 0
+        mae_festival DOUBLE,                 -- open hours of the site's festival days
+        mae_naive_festival DOUBLE,
+        festival_peak_err DOUBLE,            -- |forecast − actual| / actual, festival-day totals
+        message VARCHAR,
+        settings_json VARCHAR,
+        PRIMARY KEY (backtest_id, site_id))""",
 ]
 
 _READING_COLUMNS = [
@@ -119,13 +233,16 @@ def _is_lock_error(exc: Exception) -> bool:
 class Store:
     """The visitor-flow store at one DuckDB file."""
 
-    def __init__(self, path: Path | str, lock_timeout_s: float = 5.0) -> None:
+    def __init__(
+        self, path: Path | str, lock_timeout_s: float = 5.0, retry_max_s: float = 0.05
+    ) -> None:
         self.path = Path(path)
         self.lock_timeout_s = lock_timeout_s
+        self.retry_max_s = retry_max_s
 
     @classmethod
     def from_settings(cls, settings) -> Store:  # noqa: ANN001 - avoid an import cycle in hints
-        return cls(settings.store.path, settings.store.lock_timeout_s)
+        return cls(settings.store.path, settings.store.lock_timeout_s, settings.store.retry_max_s)
 
     # -- connections -------------------------------------------------------------------------
 
@@ -153,7 +270,7 @@ class Store:
                         f"store {self.path} still locked after {waited:.1f} s: {exc}"
                     ) from exc
                 time.sleep(delay)
-                delay = min(delay * 2, 0.25)
+                delay = min(delay * 2, self.retry_max_s)
         self.last_lock_wait_s = time.monotonic() - started
         try:
             yield con
@@ -183,9 +300,11 @@ class Store:
         received_at_utc: Sequence[datetime] | datetime,
         quarantined: Sequence[Quarantined] = (),
         statuses: Sequence[tuple[GateStatus, datetime]] = (),
+        heal: bool = False,
     ) -> BatchResult:
         """Store one micro-batch atomically: new readings (duplicates dropped), their minute
-        counts, quarantined messages and gate status changes."""
+        counts, quarantined messages and gate status changes. With `heal` (the collector),
+        also re-check the touched devices for seq gaps and counter resets (issue 3)."""
         frame = readings_frame(readings, received_at_utc)
         with self._connect(read_only=False) as con:
             wait = self.last_lock_wait_s
@@ -214,6 +333,8 @@ class Store:
                                 count_out = count_out + EXCLUDED.count_out"""
                         )
                         con.unregister("new_readings")
+                        if heal:
+                            self._heal(con, frame)
                 if quarantined:
                     con.executemany(
                         "INSERT INTO quarantine VALUES (?, ?, ?, ?)",
@@ -342,6 +463,521 @@ class Store:
                 table: con.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: S608
                 for table in ("readings", "quarantine", "minute_counts", "gate_status")
             }
+
+    # -- ingest quality (issue 3) --
+
+    def _heal(self, con: duckdb.DuckDBPyConnection, batch: pd.DataFrame) -> None:
+        """Re-check the devices of a batch for seq gaps and counter resets, inside the write
+        transaction. Only the pairs a new reading can change are looked at: from the reading
+        just before each device's earliest new one onwards (a late reading re-opens its past)."""
+        from visitorflow.ingest_quality import StoredReading, analyse_pairs
+
+        touched = batch.groupby("device_id", as_index=False)["ts_utc"].min()
+        con.register("touched", touched.rename(columns={"ts_utc": "min_ts"}))
+        try:
+            windows = con.execute(
+                """SELECT t.device_id,
+                       coalesce((SELECT max(r.ts_utc) FROM readings r
+                                 WHERE r.device_id = t.device_id AND r.ts_utc < t.min_ts),
+                                t.min_ts) AS since_utc
+                FROM touched t"""
+            ).df()
+        finally:
+            con.unregister("touched")
+        con.register("windows", windows)
+        try:
+            # Only pairs of consecutive readings that can mean something: a seq that did not
+            # go up by one, or a cumulative total that went down. Usually none.
+            pairs = con.execute(
+                """WITH w AS (
+                    SELECT r.device_id, r.site_id, r.gate_id, r.seq, r.ts_utc, r.count_in,
+                           r.count_out, r.in_total, r.out_total,
+                           lag(r.seq) OVER d AS p_seq, lag(r.ts_utc) OVER d AS p_ts,
+                           lag(r.count_in) OVER d AS p_in, lag(r.count_out) OVER d AS p_out,
+                           lag(r.in_total) OVER d AS p_in_total,
+                           lag(r.out_total) OVER d AS p_out_total
+                    FROM readings r JOIN windows w
+                      ON r.device_id = w.device_id AND r.ts_utc >= w.since_utc
+                    WINDOW d AS (PARTITION BY r.device_id ORDER BY r.ts_utc, r.seq))
+                SELECT device_id, site_id, gate_id, p_seq, p_ts, p_in, p_out, p_in_total,
+                       p_out_total, seq, ts_utc, count_in, count_out, in_total, out_total
+                FROM w
+                WHERE p_seq IS NOT NULL AND (seq <> p_seq + 1 OR in_total < p_in_total
+                                             OR out_total < p_out_total)"""
+            ).fetchall()
+            active = con.execute(
+                """SELECT g.device_id, g.after_seq, g.after_ts_utc, g.before_seq,
+                       g.before_ts_utc, g.site_id, g.gate_id, g.status, g.minute_utc,
+                       g.recovered_in, g.recovered_out
+                FROM reading_gaps g JOIN windows w
+                  ON g.device_id = w.device_id AND g.after_ts_utc >= w.since_utc
+                WHERE g.status <> 'filled'"""
+            ).fetchall()
+        finally:
+            con.unregister("windows")
+        gaps, events = analyse_pairs(
+            (StoredReading(d, s, g, *row[3:9]), StoredReading(d, s, g, *row[9:]))
+            for row in pairs
+            for d, s, g in [row[:3]]
+        )
+        wanted = {gap.key: gap for gap in gaps}
+        existing = {tuple(row[:5]): row for row in active}
+        now = pd.Timestamp.now("UTC").tz_localize(None).to_pydatetime()
+        adjust: list[tuple[str, str, datetime, int, int]] = []
+        # A gap no longer there was filled by late readings: its estimate gives way to them.
+        for key, row in existing.items():
+            if key in wanted:
+                continue
+            con.execute(
+                """UPDATE reading_gaps SET status = 'filled'
+                WHERE device_id = ? AND after_seq = ? AND after_ts_utc = ? AND before_seq = ?
+                  AND before_ts_utc = ?""",
+                list(key),
+            )
+            if row[7] == "recovered":
+                adjust.append((row[5], row[6], row[8], -row[9], -row[10]))
+        new_gaps = [gap for key, gap in wanted.items() if key not in existing]
+        for gap in new_gaps:
+            minute = gap.after_ts_utc.replace(second=0, microsecond=0)
+            con.execute(
+                """INSERT OR IGNORE INTO reading_gaps
+                VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)""",
+                [gap.device_id, gap.site_id, gap.gate_id, gap.after_seq, gap.after_ts_utc,
+                 gap.before_seq, gap.before_ts_utc, gap.missing_readings, gap.status,
+                 gap.reason, minute, gap.recovered_in, gap.recovered_out, now],
+            )
+            if gap.status == "recovered" and (gap.recovered_in or gap.recovered_out):
+                adjust.append((gap.site_id, gap.gate_id, minute, gap.recovered_in,
+                               gap.recovered_out))
+            log.warning("seq gap %s: %s readings missing between %s and %s, %s (%s)",
+                        gap.device_id, gap.missing_readings, gap.after_seq, gap.before_seq,
+                        gap.status, gap.reason)
+        for site_id, gate_id, minute, d_in, d_out in adjust:
+            con.execute(
+                """INSERT INTO minute_counts VALUES (?, ?, ?, ?, ?)
+                ON CONFLICT (site_id, gate_id, minute_utc) DO UPDATE SET
+                    count_in = count_in + EXCLUDED.count_in,
+                    count_out = count_out + EXCLUDED.count_out""",
+                [site_id, gate_id, minute, d_in, d_out],
+            )
+        for event in events:
+            con.execute(
+                "INSERT OR IGNORE INTO counter_events VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [event.device_id, event.site_id, event.gate_id, event.seq, event.ts_utc,
+                 event.kind, event.detail],
+            )
+
+    def reading_gaps(self, status: str | None = None) -> pd.DataFrame:
+        """Seq gaps found by the collector (recovered, open or filled), oldest first."""
+        return self._read(
+            """SELECT * FROM reading_gaps WHERE ($1::VARCHAR IS NULL OR status = $1)
+            ORDER BY after_ts_utc, device_id""",
+            [status],
+        )
+
+    def counter_events(self) -> pd.DataFrame:
+        """Counter wraps, resets and seq restarts the collector saw, oldest first."""
+        return self._read("SELECT * FROM counter_events ORDER BY ts_utc, device_id, kind")
+
+    def rezero_at_closing(
+        self, site_id: str, local_date: date, day_start_utc: datetime, closing_utc: datetime
+    ) -> int | None:
+        """Re-zero a site's occupancy at its closing time, once per local day: store the
+        residual (in − out from local midnight to closing) and book a positive one as
+        departures at the closing minute. Returns the residual, None if already done."""
+        minute = closing_utc.replace(second=0, microsecond=0)
+        with self._connect(read_only=False) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                done = con.execute(
+                    "SELECT count(*) FROM occupancy_corrections "
+                    "WHERE site_id = ? AND local_date = ?",
+                    [site_id, local_date],
+                ).fetchone()[0]
+                if done:
+                    con.execute("ROLLBACK")
+                    return None
+                arrivals, departures = con.execute(
+                    """SELECT coalesce(sum(count_in), 0)::BIGINT,
+                           coalesce(sum(count_out), 0)::BIGINT
+                    FROM minute_counts
+                    WHERE site_id = ? AND minute_utc >= ? AND minute_utc < ?""",
+                    [site_id, day_start_utc, minute],
+                ).fetchone()
+                residual = arrivals - departures
+                applied = max(residual, 0)
+                con.execute(
+                    "INSERT INTO occupancy_corrections VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [site_id, local_date, closing_utc, arrivals, departures, residual, applied,
+                     pd.Timestamp.now("UTC").tz_localize(None).to_pydatetime()],
+                )
+                if applied:
+                    con.execute(
+                        """INSERT INTO minute_counts VALUES (?, '_closing', ?, 0, ?)
+                        ON CONFLICT (site_id, gate_id, minute_utc) DO UPDATE SET
+                            count_out = count_out + EXCLUDED.count_out""",
+                        [site_id, minute, applied],
+                    )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+        return residual
+
+    def occupancy_corrections(self, site_id: str | None = None) -> pd.DataFrame:
+        """The closing-time occupancy corrections (counter drift per site and day)."""
+        return self._read(
+            """SELECT * FROM occupancy_corrections WHERE ($1::VARCHAR IS NULL OR site_id = $1)
+            ORDER BY local_date, site_id""",
+            [site_id],
+        )
+
+    def device_frames(self, device_ids: Sequence[str], since_utc: datetime) -> pd.DataFrame:
+        """device_id, seq and ts_utc of the stored readings of these devices since a time,
+        oldest first: what the collector needs to recognise a LoRaWAN frame already stored,
+        even one stored by another collector instance or before a restart."""
+        return self._read(
+            """SELECT device_id, seq, ts_utc FROM readings
+            WHERE device_id IN (SELECT unnest($1::VARCHAR[])) AND ts_utc >= $2
+            ORDER BY ts_utc, seq""",
+            [list(device_ids), since_utc],
+        )
+
+    # -- forecasting (issue 5) --
+
+    def hourly_arrivals(
+        self, site_id: str | None, start_utc: datetime, end_utc: datetime
+    ) -> pd.DataFrame:
+        """People arriving per site and hour (all gates): site_id, hour_utc (start of the hour),
+        arrivals. Hours with no minute counted at all are absent (unknown, not zero)."""
+        return self._read(
+            """SELECT site_id, date_trunc('hour', minute_utc) AS hour_utc,
+                   sum(count_in)::DOUBLE AS arrivals
+            FROM minute_counts
+            WHERE minute_utc >= $1 AND minute_utc < $2
+              AND ($3::VARCHAR IS NULL OR site_id = $3)
+            GROUP BY ALL ORDER BY site_id, hour_utc""",
+            [start_utc, end_utc, site_id],
+        )
+
+    def write_forecast_run(
+        self, run: dict, sites: pd.DataFrame, hourly: pd.DataFrame, daily: pd.DataFrame
+    ) -> None:
+        """Store one forecast run atomically. `run`: run_id, created_at_utc, history_end_utc,
+        settings_json, sites_ok, sites_failed, wall_s; the frames carry the columns of
+        forecast_sites, forecast_hourly and forecast_daily (run_id is added here)."""
+        tables = {"forecast_sites": sites, "forecast_hourly": hourly, "forecast_daily": daily}
+        with self._connect(read_only=False) as con:
+            con.execute("BEGIN TRANSACTION")
+            try:
+                con.execute(
+                    "INSERT INTO forecast_runs VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [run["run_id"], run["created_at_utc"], run["history_end_utc"],
+                     run["settings_json"], run["sites_ok"], run["sites_failed"],
+                     run.get("wall_s")],
+                )
+                for table, frame in tables.items():
+                    if frame.empty:
+                        continue
+                    columns = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
+                    con.register("staged", frame.assign(run_id=run["run_id"])[columns])
+                    con.execute(f"INSERT INTO {table} SELECT * FROM staged")  # noqa: S608
+                    con.unregister("staged")
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def forecast_runs(self, limit: int = 50) -> pd.DataFrame:
+        """Forecast runs, newest first."""
+        return self._read(
+            "SELECT * FROM forecast_runs ORDER BY created_at_utc DESC, run_id DESC LIMIT $1",
+            [limit],
+        )
+
+    def forecast_sites(self, run_id: str) -> pd.DataFrame:
+        """Per site of one run: status (ok | failed), message, fit seconds, regressors,
+        backtest_mae_ratio."""
+        return self._read(
+            "SELECT * FROM forecast_sites WHERE run_id = $1 ORDER BY site_id", [run_id]
+        )
+
+    def latest_forecast(
+        self, site_id: str | None = None, granularity: str = "hourly", run_id: str | None = None
+    ) -> pd.DataFrame:
+        """Each site's forecast from the newest run in which its fit succeeded (a site whose
+        latest fit failed keeps its previous forecast), or from `run_id` if given.
+        hourly: site_id, ts_utc, is_open, arrivals(_lower/_upper), occupancy(_upper),
+        capacity, p_overload; daily: site_id, day_local, arrivals(_lower/_upper), festival;
+        both with run_id and run_created_at_utc."""
+        if granularity not in ("hourly", "daily"):
+            raise ValueError("granularity must be 'hourly' or 'daily'")
+        table, time_col = (
+            ("forecast_hourly", "ts_utc") if granularity == "hourly"
+            else ("forecast_daily", "day_local")
+        )
+        return self._read(
+            f"""WITH chosen AS (
+                SELECT s.site_id, arg_max(s.run_id, r.created_at_utc) AS run_id,
+                       max(r.created_at_utc) AS run_created_at_utc
+                FROM forecast_sites s JOIN forecast_runs r USING (run_id)
+                WHERE s.status = 'ok'
+                  AND ($1::VARCHAR IS NULL OR s.site_id = $1)
+                  AND ($2::VARCHAR IS NULL OR s.run_id = $2)
+                GROUP BY s.site_id)
+            SELECT f.*, c.run_created_at_utc
+            FROM {table} f JOIN chosen c USING (site_id, run_id)
+            ORDER BY f.site_id, f.{time_col}""",  # noqa: S608 - table names are constants
+            [site_id, run_id],
+        )
+
+    def write_backtest(self, frame: pd.DataFrame) -> int:
+        """Store backtest rows (the forecast_backtests columns)."""
+        with self._connect(read_only=False) as con:
+            columns = [c[0] for c in con.execute("DESCRIBE forecast_backtests").fetchall()]
+            con.register("staged", frame[columns])
+            con.execute("INSERT INTO forecast_backtests SELECT * FROM staged")
+            con.unregister("staged")
+        return len(frame)
+
+    def latest_backtest(self) -> pd.DataFrame:
+        """The rows of the newest backtest, one per site."""
+        return self._read(
+            """SELECT * FROM forecast_backtests
+            WHERE backtest_id = (SELECT arg_max(backtest_id, created_at_utc)
+                                 FROM forecast_backtests)
+            ORDER BY site_id"""
+        )
+
+    # -- analysis and export (issue 7) --
+    # Notebooks and the export read through these like every other reader: read-only, one
+    # short-lived connection per call, so an analyst never stalls the collector. `site_ids`
+    # None means every site; times are naive UTC, ranges half-open [start, end).
+
+    def data_span(self) -> tuple[datetime | None, datetime | None]:
+        """The first and last counted minute (naive UTC); (None, None) for an empty store."""
+        row = self._read(
+            "SELECT min(minute_utc) AS first, max(minute_utc) AS last FROM minute_counts"
+        ).iloc[0]
+        return (
+            None if pd.isna(row["first"]) else row["first"].to_pydatetime(),
+            None if pd.isna(row["last"]) else row["last"].to_pydatetime(),
+        )
+
+    def site_hourly_counts(
+        self, start_utc: datetime, end_utc: datetime, site_ids: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """People in and out per site and hour, all gates: site_id, hour_utc, arrivals,
+        departures (incl. the `_closing` re-zeroing), minutes (counted gate-minutes). Hours
+        with nothing counted are absent: unknown, not zero."""
+        return self._read(
+            """SELECT site_id, date_trunc('hour', minute_utc) AS hour_utc,
+                   sum(count_in)::BIGINT AS arrivals, sum(count_out)::BIGINT AS departures,
+                   count(*) FILTER (WHERE gate_id <> '_closing')::BIGINT AS minutes
+            FROM minute_counts
+            WHERE minute_utc >= $1 AND minute_utc < $2
+              AND ($3::VARCHAR[] IS NULL OR list_contains($3::VARCHAR[], site_id))
+            GROUP BY ALL ORDER BY site_id, hour_utc""",
+            [start_utc, end_utc, None if site_ids is None else list(site_ids)],
+        )
+
+    def minute_counts_for_sites(
+        self, start_utc: datetime, end_utc: datetime, site_ids: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """The minute_counts rows of a set of sites in [start, end), oldest first."""
+        return self._read(
+            """SELECT * FROM minute_counts
+            WHERE minute_utc >= $1 AND minute_utc < $2
+              AND ($3::VARCHAR[] IS NULL OR list_contains($3::VARCHAR[], site_id))
+            ORDER BY minute_utc, site_id, gate_id""",
+            [start_utc, end_utc, None if site_ids is None else list(site_ids)],
+        )
+
+    def readings_for_sites(
+        self, start_utc: datetime, end_utc: datetime, site_ids: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """The stored readings of a set of sites whose counting interval began in [start,
+        end), oldest first: the same people as minute_counts over the same range (a reading
+        ending at midnight counted the day before)."""
+        return self._read(
+            """SELECT * FROM readings
+            -- the plain ts_utc bounds let DuckDB skip row groups; intervals are at most a day
+            WHERE ts_utc > $1 AND ts_utc <= $2 + INTERVAL 1 DAY
+              AND ts_utc - to_seconds(interval_s) >= $1 AND ts_utc - to_seconds(interval_s) < $2
+              AND ($3::VARCHAR[] IS NULL OR list_contains($3::VARCHAR[], site_id))
+            ORDER BY ts_utc, site_id, gate_id, device_id, seq""",
+            [start_utc, end_utc, None if site_ids is None else list(site_ids)],
+        )
+
+    def gate_interval_counts(
+        self,
+        start_utc: datetime,
+        end_utc: datetime,
+        interval_s: int,
+        site_ids: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """People in and out per real gate (not the `_closing` pseudo-gate) and interval of
+        `interval_s` seconds (aligned to midnight UTC): site_id, gate_id, start_utc, count_in,
+        count_out, minutes (counted minutes in it). Intervals with nothing counted are absent."""
+        return self._read(
+            """SELECT site_id, gate_id,
+                   time_bucket(to_seconds($3), minute_utc, TIMESTAMP '2000-01-01') AS start_utc,
+                   sum(count_in)::BIGINT AS count_in, sum(count_out)::BIGINT AS count_out,
+                   count(*)::BIGINT AS minutes
+            FROM minute_counts
+            WHERE minute_utc >= $1 AND minute_utc < $2 AND gate_id <> '_closing'
+              AND ($4::VARCHAR[] IS NULL OR list_contains($4::VARCHAR[], site_id))
+            GROUP BY ALL ORDER BY start_utc, site_id, gate_id""",
+            [start_utc, end_utc, interval_s, None if site_ids is None else list(site_ids)],
+        )
+
+    def forecast_hourly_range(
+        self,
+        start_utc: datetime,
+        end_utc: datetime,
+        site_ids: Sequence[str] | None = None,
+        run_ids: Sequence[str] | None = None,
+    ) -> pd.DataFrame:
+        """Hourly forecasts of every run (or of `run_ids`) for hours in [start, end), with
+        the run's created_at_utc and history_end_utc: what was forecast, and when."""
+        return self._read(
+            """SELECT f.*, r.created_at_utc AS run_created_at_utc, r.history_end_utc
+            FROM forecast_hourly f JOIN forecast_runs r USING (run_id)
+            WHERE f.ts_utc >= $1 AND f.ts_utc < $2
+              AND ($3::VARCHAR[] IS NULL OR list_contains($3::VARCHAR[], f.site_id))
+              AND ($4::VARCHAR[] IS NULL OR list_contains($4::VARCHAR[], f.run_id))
+            ORDER BY f.ts_utc, f.site_id, r.created_at_utc""",
+            [start_utc, end_utc, None if site_ids is None else list(site_ids),
+             None if run_ids is None else list(run_ids)],
+        )
+
+    def forecast_daily_range(
+        self, first_day: date, last_day: date, site_ids: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Daily forecasts of every run for local days first_day..last_day (inclusive)."""
+        return self._read(
+            """SELECT f.*, r.created_at_utc AS run_created_at_utc, r.history_end_utc
+            FROM forecast_daily f JOIN forecast_runs r USING (run_id)
+            WHERE f.day_local >= $1 AND f.day_local <= $2
+              AND ($3::VARCHAR[] IS NULL OR list_contains($3::VARCHAR[], f.site_id))
+            ORDER BY f.day_local, f.site_id, r.created_at_utc""",
+            [first_day, last_day, None if site_ids is None else list(site_ids)],
+        )
+
+    def gate_coverage(
+        self, start_utc: datetime, end_utc: datetime, site_ids: Sequence[str] | None = None
+    ) -> pd.DataFrame:
+        """Per gate that reported in [start, end): readings, seconds_counted (sum of their
+        intervals), first/last reading, lowest battery, median and max delivery delay (s)."""
+        return self._read(
+            """SELECT site_id, gate_id, count(*)::BIGINT AS readings,
+                   sum(interval_s)::BIGINT AS seconds_counted,
+                   min(ts_utc) AS first_reading_utc, max(ts_utc) AS last_reading_utc,
+                   min(battery_pct) AS min_battery_pct,
+                   median(epoch(received_at_utc - ts_utc)) AS median_delay_s,
+                   max(epoch(received_at_utc - ts_utc)) AS max_delay_s
+            FROM readings
+            WHERE ts_utc >= $1 AND ts_utc < $2
+              AND ($3::VARCHAR[] IS NULL OR list_contains($3::VARCHAR[], site_id))
+            GROUP BY ALL ORDER BY site_id, gate_id""",
+            [start_utc, end_utc, None if site_ids is None else list(site_ids)],
+        )
+
+    def has_table(self, name: str) -> bool:
+        """Whether the store has a table of this name (a component may not have run yet)."""
+        frame = self._read(
+            "SELECT count(*) AS n FROM information_schema.tables WHERE table_name = $1", [name]
+        )
+        return bool(frame["n"].iloc[0])
+
+    def alerts(self) -> pd.DataFrame:
+        """Every row of the `alerts` table, whatever its columns (it belongs to the alerting
+        component); check has_table("alerts") first."""
+        return self._read("SELECT * FROM alerts ORDER BY ALL")
+
+    # -- bulk history (issue 4) --
+    # Backfill writes millions of readings: one Arrow table (or DataFrame) with the readings
+    # columns per call, inserted and aggregated into minute_counts in SQL in one transaction.
+    # Same result as write_batch (duplicates skipped, minute counts added), without per-row
+    # Python. The common case (nothing stored yet in the table's time range) takes the plain
+    # INSERT path; the anti-join and the upsert cost only when something overlaps.
+
+    def write_history(self, readings: object) -> int:
+        """Store readings (an Arrow table or DataFrame with the `readings` columns, unique on
+        (device_id, seq, ts_utc)) and their minute counts atomically; rows already stored are
+        skipped. Returns the number of readings inserted."""
+        with self._connect(read_only=False) as con:
+            return self._write_history(con, readings)
+
+    @contextmanager
+    def history_writer(self) -> Iterator[Callable[[object], int]]:
+        """`write_history` for many batches on one connection (one transaction each): saves
+        the checkpoint every close makes. Holds the store: for backfills, not the collector."""
+        with self._connect(read_only=False) as con:
+            yield lambda readings: self._write_history(con, readings)
+
+    def _write_history(self, con: duckdb.DuckDBPyConnection, readings: object) -> int:
+        columns = ", ".join(_READING_COLUMNS)
+        con.register("history", readings)
+        con.execute("BEGIN TRANSACTION")
+        try:
+            lo, hi, longest = con.execute(
+                "SELECT min(ts_utc), max(ts_utc), max(interval_s) FROM history"
+            ).fetchone()
+            if lo is None:
+                con.execute("ROLLBACK")
+                return 0
+            # Zone maps make these cheap: only row groups overlapping [lo, hi] are read.
+            stored = con.execute(
+                """SELECT count(*) FROM readings WHERE ts_utc >= $1 AND ts_utc <= $2
+                AND device_id IN (SELECT DISTINCT device_id FROM history)""",
+                [lo, hi],
+            ).fetchone()[0]
+            source = "history"
+            if stored:
+                con.execute(
+                    f"""CREATE OR REPLACE TEMP TABLE history_new AS
+                    SELECT {columns} FROM history h
+                    WHERE NOT EXISTS (
+                        SELECT 1 FROM readings r
+                        WHERE r.ts_utc >= $1 AND r.ts_utc <= $2
+                          AND r.device_id = h.device_id AND r.seq = h.seq
+                          AND r.ts_utc = h.ts_utc)""",  # noqa: S608 - constant columns
+                    [lo, hi],
+                ).fetchall()
+                source = "history_new"
+            inserted = con.execute(
+                f"INSERT INTO readings SELECT {columns} FROM {source}"  # noqa: S608
+            ).fetchone()[0]
+            if inserted:
+                counted = con.execute(
+                    """SELECT count(*) FROM minute_counts
+                    WHERE minute_utc >= $1 - to_seconds($3) - INTERVAL 1 MINUTE
+                      AND minute_utc <= $2""",
+                    [lo, hi, longest],
+                ).fetchone()[0]
+                conflict = (
+                    """ ON CONFLICT (site_id, gate_id, minute_utc) DO UPDATE SET
+                        count_in = count_in + EXCLUDED.count_in,
+                        count_out = count_out + EXCLUDED.count_out"""
+                    if counted else ""
+                )
+                con.execute(
+                    f"""INSERT INTO minute_counts
+                    SELECT site_id, gate_id,
+                           date_trunc('minute', ts_utc - to_seconds(interval_s)),
+                           sum(count_in), sum(count_out)
+                    FROM {source} GROUP BY ALL{conflict}"""  # noqa: S608
+                ).fetchall()
+            if stored:
+                con.execute("DROP TABLE history_new").fetchall()
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+        finally:
+            con.unregister("history")
+        return int(inserted)
 
 
 def readings_frame(

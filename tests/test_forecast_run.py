@@ -1,0 +1,195 @@
+"""Forecast runs and backtests end to end on a small synthetic history in a temporary store:
+real Prophet fits, real spawn process pools, a real local Dask cluster, the real CLI."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from datetime import datetime
+
+import pandas as pd
+import pytest
+
+from forecasting.backtest import run_backtest
+from forecasting.run import run_forecasts
+from forecasting.synthetic import write_synthetic_history
+from visitorflow.catalogue import load_catalogue
+from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
+from visitorflow.store import Store
+
+SITES = ["tam_thanh", "mau_son", "den_bac_le"]
+# 70 days ending 20 Jan 2027 local: Mẫu Sơn's winter, with cold snaps, is in the history.
+END_LOCAL = datetime(2027, 1, 20)
+SMALL = {
+    "VISITORFLOW_FORECAST__HOURLY_HISTORY_DAYS": "70",
+    "VISITORFLOW_FORECAST__DAILY_HISTORY_DAYS": "70",
+    "VISITORFLOW_FORECAST__SAMPLES": "100",
+    "VISITORFLOW_FORECAST__BACKTEST_FOLDS": "2",
+}
+
+
+@pytest.fixture
+def small(settings: Settings, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The test store holding 70 days of synthetic history for SITES, and settings for small
+    fits, exported to the environment so the CLI in a subprocess sees the same."""
+    for key, value in SMALL.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    fresh = get_settings()
+    write_synthetic_history(Store.from_settings(fresh), load_catalogue(fresh.catalogue_path),
+                            SITES, END_LOCAL, 70, seed=11)
+    return fresh
+
+
+def test_a_run_writes_forecasts_that_the_latest_view_reads(small: Settings) -> None:
+    store = Store.from_settings(small)
+    report = run_forecasts(small, SITES, processes=2, progress=False)
+    assert not report.failed
+    # The newest reading ends at local midnight 20 Jan = 17:00 UTC on the 19th.
+    assert report.history_end_utc == datetime(2027, 1, 19, 17)
+    runs = store.forecast_runs()
+    assert runs["run_id"].tolist() == [report.run_id]
+    saved = json.loads(runs["settings_json"].iloc[0])
+    assert saved["forecast"]["hourly_history_days"] == 70 and saved["overload_share"] == 1.0
+    sites = store.forecast_sites(report.run_id).set_index("site_id")
+    assert (sites["status"] == "ok").all()
+    assert sites.loc["mau_son", "regressors"] == "cold_c"
+
+    hourly = store.latest_forecast()
+    assert set(hourly["site_id"]) == set(SITES)
+    assert (hourly.groupby("site_id").size() == 14 * 24).all()
+    tam = hourly[hourly["site_id"] == "tam_thanh"]
+    assert tam["ts_utc"].min() == pd.Timestamp("2027-01-19 17:00")
+    local_hour = (tam["ts_utc"] + pd.Timedelta(hours=7)).dt.hour
+    # Open 07:00–18:00 local: closed hours forecast empty, open hours not.
+    assert (tam.loc[~local_hour.between(7, 17), ["arrivals", "occupancy"]] == 0).all().all()
+    assert (tam["is_open"] == local_hour.between(7, 17)).all()
+    assert tam.loc[local_hour == 10, "arrivals"].min() > 5
+    assert hourly["p_overload"].between(0, 1).all()
+    daily = store.latest_forecast(granularity="daily")
+    assert (daily.groupby("site_id").size() >= 120).all()
+    assert daily["arrivals"].ge(0).all()
+    tet = daily[(daily["site_id"] == "tam_thanh") & daily["festival"].fillna("").str.contains(
+        "tet")]
+    assert len(tet) >= 5
+
+    # A second run of one site with a planner's cold snap: runs are kept, the latest view
+    # takes mau_son from the new run and the others from the first.
+    ts = pd.date_range("2027-01-19 17:00", periods=14 * 24, freq="h")
+    store.write_temperature(pd.DataFrame({"site_id": "mau_son", "ts_utc": ts, "temp_c": -5.0,
+                                          "source": "scenario"}))
+    second = run_forecasts(small, ["mau_son"], processes=1, progress=False)
+    assert len(store.forecast_runs()) == 2
+    latest = store.latest_forecast()
+    chosen = latest.groupby("site_id")["run_id"].first()
+    assert chosen["mau_son"] == second.run_id and chosen["tam_thanh"] == report.run_id
+    before = hourly[hourly["site_id"] == "mau_son"]["arrivals"].sum()
+    after = latest[latest["site_id"] == "mau_son"]["arrivals"].sum()
+    assert after > 1.3 * before
+
+
+def test_cli_reports_a_failing_site_and_forecasts_the_others(small: Settings) -> None:
+    store = Store.from_settings(small)
+    # One hour of counts at Đền Kỳ Cùng: too little to fit anything.
+    write_synthetic_history(store, load_catalogue(small.catalogue_path), ["den_ky_cung"],
+                            datetime(2027, 1, 19, 12), 1, seed=3)
+    done = subprocess.run(
+        [sys.executable, "-m", "forecasting.run", "--sites", "tam_thanh,den_ky_cung,den_bac_le",
+         "--processes", "2"],
+        cwd=PROJECT_ROOT, env=os.environ.copy(), capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "2/3 sites forecast" in done.stdout
+    assert "site den_ky_cung: fit failed:" in done.stderr
+    assert "usable rows of history" in done.stderr
+    # cmdstan's chatter stays out of the console; the progress bar is there.
+    assert "Chain [1]" not in done.stdout + done.stderr
+    assert "cmdstanpy" not in done.stdout + done.stderr
+    assert "plotly" not in done.stdout + done.stderr
+    assert "forecast fits: 100%" in done.stderr
+    run_id = store.forecast_runs()["run_id"].iloc[0]
+    sites = store.forecast_sites(run_id).set_index("site_id")
+    assert sites.loc["den_ky_cung", "status"] == "failed"
+    assert "usable rows" in sites.loc["den_ky_cung", "message"]
+    assert set(store.latest_forecast()["site_id"]) == {"tam_thanh", "den_bac_le"}
+
+    assert subprocess.run([sys.executable, "-m", "forecasting.run", "--help"], cwd=PROJECT_ROOT,
+                          capture_output=True, timeout=60).returncode == 0
+
+
+def test_fits_run_on_a_local_dask_cluster(small: Settings) -> None:
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
+                                  dashboard_address=None) as cluster:
+        report = run_forecasts(small, ["tam_thanh", "den_bac_le"],
+                               scheduler=cluster.scheduler_address, progress=False)
+    assert not report.failed
+    store = Store.from_settings(small)
+    saved = json.loads(store.forecast_runs()["settings_json"].iloc[0])
+    assert saved["executor"] == cluster.scheduler_address
+    assert set(store.latest_forecast()["site_id"]) == {"tam_thanh", "den_bac_le"}
+
+
+def test_backtest_beats_weekly_naive_on_the_synthetic_history(small: Settings) -> None:
+    table = run_backtest(small, ["tam_thanh", "den_bac_le"], processes=2, progress=False)
+    assert table["site_id"].tolist() == ["den_bac_le", "tam_thanh"]
+    assert table["message"].isna().all()
+    assert (table["folds"] == 2).all() and (table["horizon_h"] == 168).all()
+    # Two weeks of open hours: 07:00–18:00 (11 h) and 06:00–18:00 (12 h) a day.
+    assert table.set_index("site_id")["open_hours"].to_dict() == {"tam_thanh": 14 * 11,
+                                                                   "den_bac_le": 14 * 12}
+    assert (table["mae_ratio"] < 1).all(), table
+    assert ((table["mae"] - table["mae_ratio"] * table["mae_naive"]).abs() < 1e-9).all()
+    stored = Store.from_settings(small).latest_backtest()
+    assert stored["site_id"].tolist() == ["den_bac_le", "tam_thanh"]
+    assert stored["mae_ratio"].tolist() == pytest.approx(table["mae_ratio"].tolist())
+    # The next run carries each site's backtest ratio for whoever shows its forecast.
+    report = run_forecasts(small, ["tam_thanh"], processes=1, progress=False)
+    sites = Store.from_settings(small).forecast_sites(report.run_id)
+    assert sites["backtest_mae_ratio"].tolist() == pytest.approx(
+        table.loc[table["site_id"] == "tam_thanh", "mae_ratio"].tolist())
+
+
+def test_bring_your_own_csv_is_backtested_hourly_and_daily(
+    tmp_path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from forecasting.backtest import main
+    from forecasting.synthetic import synthetic_arrivals
+
+    site = load_catalogue(PROJECT_ROOT / "data" / "sites.yaml").site("huu_lien")  # open 24 h
+    hourly = synthetic_arrivals(site, datetime(2026, 3, 1), 84, seed=8)
+    hourly.rename(columns={"arrivals": "gate_a"}).to_csv(tmp_path / "hourly.csv", index=False)
+    daily = synthetic_arrivals(site, datetime(2025, 1, 1), 200, seed=9)
+    daily = daily.groupby(daily["ds"].dt.normalize())["arrivals"].sum().reset_index()
+    daily.rename(columns={"arrivals": "y"}).to_csv(tmp_path / "daily.csv", index=False)
+
+    assert main(["--csv", str(tmp_path / "hourly.csv"), "--column", "gate_a"]) == 0
+    out = capsys.readouterr().out
+    row = next(line.split() for line in out.splitlines() if line.strip().startswith("gate_a"))
+    assert row[1:4] == ["4", "168", str(4 * 168)]  # 4 folds × 168 hours, open around the clock
+    assert float(row[6]) < 1  # MAE ratio to weekly naive
+    assert main(["--csv", str(tmp_path / "daily.csv"), "--country", "VN"]) == 0
+    row = next(line.split() for line in capsys.readouterr().out.splitlines()
+               if line.strip().startswith("y "))
+    assert row[1:4] == ["4", "168", "28"]  # 4 folds × 7 days
+    assert float(row[6]) < 1
+    assert main(["--csv", str(tmp_path / "daily.csv"), "--column", "nope"]) == 2
+
+
+def _dies_on_two(task: int) -> int:
+    if task == 2:
+        os._exit(3)  # a worker killed under its fit (out of memory, kill -9)
+    return task * 10
+
+
+def test_a_worker_that_dies_is_reported_not_raised() -> None:
+    from forecasting.parallel import map_tasks
+
+    results = list(map_tasks(_dies_on_two, [1, 2, 3], processes=2, progress=False,
+                             on_error=lambda task, exc: ("lost", task, type(exc).__name__)))
+    assert len(results) == 3
+    assert ("lost", 2, "BrokenProcessPool") in results
+    # The pool breaks for every fit still in it: those are reported too, never silently lost.
+    assert all(r in (10, 30) or r[0] == "lost" for r in results)
