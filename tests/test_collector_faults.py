@@ -240,7 +240,12 @@ def test_two_collectors_share_the_load_without_storing_twice(
     store = Store.from_settings(settings)
     a = start_collector(processes, store, "--client-id", "collector-a", "--share-group", "vf")
     b = processes.start("ingest.collector", "--client-id", "collector-b", "--share-group", "vf")
-    time.sleep(2)  # both subscribed before the stream starts
+    # Both subscribed before the stream starts (a fixed sleep was too short on a loaded
+    # machine: one collector then took every message).
+    for proc in (a, b):
+        wait_until(lambda p=proc: "connected to" in p.log_path.read_text(), 30,
+                   "both collectors to connect and subscribe")
+    time.sleep(0.5)  # the SUBACK follows the CONNACK the log line reports
     messages = native_stream(catalogue, 4000, utc_now() - timedelta(days=1))
     publish_all(broker, messages)
     wait_until(lambda: counts(store)["readings"] == len(messages), 60, "all readings")

@@ -51,7 +51,7 @@ class CollectorSettings(BaseModel):
     commit_interval_s: float = Field(1.0, gt=0, le=10)
     # Commit early when this many messages are buffered; keep it well below the broker's
     # max_inflight_messages, because messages are acknowledged only after their commit.
-    max_batch: int = Field(2000, ge=1)
+    max_batch: int = Field(5000, ge=1)
     # Log throughput every this many seconds.
     report_every_s: float = Field(30.0, gt=0)
     # Pause after each commit with the store closed: a reader retrying every
