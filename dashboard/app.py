@@ -19,7 +19,7 @@ import pydeck as pdk
 import streamlit as st
 
 from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
-from visitorflow.live import live_status, utc_now
+from visitorflow.live import gate_notices, live_snapshot, utc_now
 from visitorflow.load import LEVEL_LABELS
 from visitorflow.settings import Settings, SettingsError, get_settings
 from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
@@ -205,13 +205,14 @@ refresh_s = settings.dashboard.refresh_s
 @st.cache_data(ttl=refresh_s, max_entries=4, show_spinner=False)
 def snapshot(
     store_path: str, _catalogue: Catalogue, _settings: Settings
-) -> tuple[datetime, pd.DataFrame]:
+) -> tuple[datetime, pd.DataFrame, pd.DataFrame]:
     """The state of every site now: one query per refresh, shared by every session.
 
     Language-neutral (names are added per session). Errors are not cached, so the next
     refresh tries again."""
     now = utc_now()
-    return now, live_status(Store.from_settings(_settings), _catalogue, _settings, now_utc=now)
+    status, gates = live_snapshot(Store.from_settings(_settings), _catalogue, _settings, now)
+    return now, status, gates
 
 
 def site_records(status: pd.DataFrame, now: datetime) -> list[dict]:
@@ -233,6 +234,7 @@ def site_records(status: pd.DataFrame, now: datetime) -> list[dict]:
             "occupancy_text": f"{int(row.occupancy) if has_data else '–'} / {row.capacity}",
             "arrivals_last_hour": int(row.arrivals_last_hour),
             "age_text": age_text(age, lang),
+            "notice": row.no_data_notice,
         })
     # Drawn in order: the most urgent level on top, and within a level big dots first, so
     # that an overloaded site is never hidden under its neighbours in the city cluster.
@@ -259,7 +261,7 @@ def site_map(status: pd.DataFrame, now: datetime) -> pdk.Deck:
             "<b>{name}</b><br/>{level_label}<br/>"
             f"{T['tip_occupancy']}: {{occupancy_text}}<br/>"
             f"{T['tip_last_hour']}: {{arrivals_last_hour}}<br/>"
-            f"{T['tip_age']}: {{age_text}}"
+            f"{T['tip_age']}: {{age_text}}<br/><i>{{notice}}</i>"
         ),
         "style": {"fontSize": "13px"},
     }
@@ -280,7 +282,7 @@ def site_table(status: pd.DataFrame) -> pd.DataFrame:
         T["col_capacity"]: status["capacity"],
         T["col_load"]: (share * 100).round(0),
         T["col_last_hour"]: status["arrivals_last_hour"],
-        T["col_silent"]: status["silent_gates"],
+        T["col_silent"]: status["no_data_notice"],
         T["col_last"]: [
             "–" if ts is None or pd.isna(ts) else local_time(ts, settings, with_date=True)
             for ts in status["last_reading_utc"]
@@ -292,8 +294,8 @@ def site_table(status: pd.DataFrame) -> pd.DataFrame:
 @st.fragment(run_every=refresh_s)
 def live_view() -> None:
     try:
-        taken_utc, status = snapshot(str(settings.store.path), catalogue, settings)
-        st.session_state["last_snapshot"] = (taken_utc, status)
+        taken_utc, status, gates = snapshot(str(settings.store.path), catalogue, settings)
+        st.session_state["last_snapshot"] = (taken_utc, status, gates)
     except StoreMissing as exc:
         st.info(T["no_data_yet"])
         st.caption(str(exc))
@@ -302,13 +304,19 @@ def live_view() -> None:
         st.warning(f"{T['store_busy']} {exc}")
         if "last_snapshot" not in st.session_state:
             return
-        taken_utc, status = st.session_state["last_snapshot"]
+        taken_utc, status, gates = st.session_state["last_snapshot"]
         st.caption(T["showing_previous"].format(time=local_time(taken_utc, settings)))
     except (StoreError, duckdb.Error) as exc:
         st.error(f"{T['store_error']} {exc}")
         return
 
-    status = status.assign(name=[catalogue.site(i).name.get(lang) for i in status["site_id"]])
+    # "No data from gate X since HH:MM", never "0 visitors", for each silent gate.
+    notices = gate_notices(gates, catalogue, settings, lang).groupby("site_id")["message"]
+    notice_by_site = notices.agg("; ".join).to_dict()
+    status = status.assign(
+        name=[catalogue.site(i).name.get(lang) for i in status["site_id"]],
+        no_data_notice=[notice_by_site.get(i, "") for i in status["site_id"]],
+    )
     now = utc_now()
     with_data = status[status["occupancy"].notna()]
     counts = status["level"].value_counts()

@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import tomllib
-from datetime import timedelta
+from datetime import UTC, timedelta
 from pathlib import Path
 
 import pytest
@@ -157,6 +157,28 @@ def test_old_data_is_flagged_and_never_shown_as_empty_sites(settings: Settings) 
     sites = layer(deck_of(at), "sites")["data"]
     assert {row["level"] for row in sites} == {"no_data"}
     assert all(row["colour"] == list(LEVEL_COLOURS[LoadLevel.NO_DATA]) for row in sites)
+
+
+def test_a_silent_gate_says_since_when_in_the_table_and_tooltip(settings: Settings) -> None:
+    """Kỳ Lừa's north gate reported 20 minutes ago, its other gates now: the site keeps its
+    level from the live gates, and says which gate is silent since when."""
+    now = utc_now()
+    then = now - timedelta(minutes=20)
+    store = Store.from_settings(settings)
+    store.initialise()
+    store.write_batch([
+        Reading("ky_lua", "north", "lsn-ky_lua-north", 1, then, 60, 5, 0),
+        Reading("ky_lua", "south", "lsn-ky_lua-south", 1, now, 60, 5, 0),
+        Reading("ky_lua", "market", "lsn-ky_lua-market", 1, now, 60, 5, 0),
+    ], now)
+    hhmm = then.replace(tzinfo=UTC).astimezone(settings.tz).strftime("%H:%M")
+    at = run_app()
+    table = at.dataframe[0].value
+    row = table[table["Điểm"].str.startswith("Phố đi bộ Kỳ Lừa")].iloc[0]
+    assert hhmm in row["Cổng mất tín hiệu"] and row["Mức tải"] != "Không có dữ liệu"
+    sites = {r["site_id"]: r for r in layer(deck_of(at), "sites")["data"]}
+    assert hhmm in sites["ky_lua"]["notice"]
+    assert sites["tam_thanh"]["notice"]  # never reported: says so, not "0 visitors"
 
 
 def test_busy_store_warns_and_keeps_the_previous_snapshot(

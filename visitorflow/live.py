@@ -59,6 +59,18 @@ def live_status(
 ) -> pd.DataFrame:
     """One row per site: names, position, capacity, occupancy, arrivals today and in the last
     hour, last reading, silent gates, whether open, load level and its map colour."""
+    return live_snapshot(store, catalogue, settings, now_utc, language)[0]
+
+
+def live_snapshot(
+    store: Store,
+    catalogue: Catalogue,
+    settings: Settings,
+    now_utc: datetime | None = None,
+    language: str = "vi",
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """`live_status` and, from the same queries, every gate with its last reading and
+    whether it is silent (`silent_gates`): what a live page needs, read once."""
     now_utc = now_utc or utc_now()
     counts = store.site_counts(local_day_start_utc(now_utc, settings), now_utc).set_index(
         "site_id"
@@ -100,7 +112,7 @@ def live_status(
                 "colour": list(LEVEL_COLOURS[level]),
             }
         )
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows), gates
 
 
 def data_age(status: pd.DataFrame, now_utc: datetime) -> timedelta | None:
@@ -136,6 +148,13 @@ def no_data_notices(
     "No data from gate X since HH:MM" (local time)."""
     now_utc = now_utc or utc_now()
     gates = silent_gates(store.gate_health(), catalogue, settings, now_utc)
+    return gate_notices(gates, catalogue, settings, language)
+
+
+def gate_notices(
+    gates: pd.DataFrame, catalogue: Catalogue, settings: Settings, language: str = "vi"
+) -> pd.DataFrame:
+    """`no_data_notices` from a `silent_gates` frame already read (e.g. by `live_snapshot`)."""
     rows = []
     for rec in gates[gates["silent"]].itertuples(index=False):
         gate = catalogue.gate(rec.site_id, rec.gate_id)
