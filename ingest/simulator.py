@@ -13,7 +13,7 @@ Modes (`--mode`):
   the past (`--start midnight`) is back-filled over MQTT as fast as the broker takes it
   first. `--speed N` runs simulated time N times faster than real time (`max`: as fast as
   the broker acknowledges).
-- backfill: years of history written straight into the store with `Store.write_batch`
+- backfill: years of history written straight into the store (bulk path `Store.write_history`)
   (no MQTT, no collector), at `simulator.backfill_interval_s` resolution; see
   `ingest/sim_backfill.py`.
 
@@ -380,7 +380,7 @@ modes:
             ts,site_id,in,out[,gate_id] (ts = start of each period, local time unless it
             has an offset) or ds,y with --site (departures = arrivals shifted by the
             site's dwell); --speed N|max (default max).
-  backfill  write history straight into the store through Store.write_batch (no MQTT, no
+  backfill  write history straight into the store through Store.write_history (no MQTT, no
             collector needed; stop the collector first, the store takes one writer at a
             time), one reading per gate every simulator.backfill_interval_s (default 900 s):
             --years N back from --end (default: today), or --start DATE --end DATE.
