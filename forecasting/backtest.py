@@ -46,7 +46,7 @@ from forecasting.models import (
     seasonal_naive_hourly,
 )
 from forecasting.parallel import map_tasks
-from forecasting.run import site_temperature, to_local
+from forecasting.run import site_history, site_temperature, to_local
 from visitorflow.catalogue import WEEKDAYS, Gate, LocalizedName, OpeningRule, Site, load_catalogue
 from visitorflow.settings import ForecastSettings, Settings, get_settings
 from visitorflow.store import Store
@@ -183,9 +183,7 @@ def run_backtest(
     tasks = []
     for site_id in site_ids:
         site = catalogue.site(site_id)
-        own = arrivals[arrivals["site_id"] == site_id]
-        history = pd.DataFrame({"ds": to_local(own["hour_utc"], tz),
-                                "arrivals": own["arrivals"].to_numpy(float)})
+        history = site_history(arrivals, site_id, tz)
         site_origins = list(origins or default_origins(to_local(end_utc, tz), fc))
         if festivals:
             site_origins += festival_origins(site_id, history, fc)

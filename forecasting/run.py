@@ -165,6 +165,14 @@ def daily_horizon_days(start_day: date, min_days: int) -> int:
     return max(min_days, (season["date"].max() - start_day).days + 1)
 
 
+def site_history(arrivals: pd.DataFrame, site_id: str, tz: str) -> pd.DataFrame:
+    """One site's hourly arrivals from `Store.hourly_arrivals` as the models take them:
+    `ds` (naive local hour start), `arrivals` (people in that hour)."""
+    own = arrivals[arrivals["site_id"] == site_id]
+    return pd.DataFrame({"ds": to_local(own["hour_utc"], tz),
+                         "arrivals": own["arrivals"].to_numpy(float)})
+
+
 def site_temperature(
     store: Store,
     site_id: str,
@@ -236,9 +244,7 @@ def prepare_tasks(
     tasks = []
     for site_id in site_ids:
         site = catalogue.site(site_id)
-        own = arrivals[arrivals["site_id"] == site_id]
-        history = pd.DataFrame({"ds": to_local(own["hour_utc"], tz),
-                                "arrivals": own["arrivals"].to_numpy(float)})
+        history = site_history(arrivals, site_id, tz)
         temperature = None
         if site_id in fc.temperature_sites:
             temperature = site_temperature(store, site_id, history_start_utc, history_end_utc,
