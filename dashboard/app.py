@@ -1,184 +1,30 @@
-"""Live visitor flow at the tourist sites of Lạng Sơn: the officials' dashboard.
+"""Visitor flow at the tourist sites of Lạng Sơn: the officials' dashboard (entry point).
 
 Run from the repo root: `streamlit run dashboard/app.py` (settings from visitorflow.toml and
-VISITORFLOW_* variables). The page reads the DuckDB store read-only through
-`visitorflow.live.live_status`, once per refresh for all sessions, and draws the province
-from data/ only: no tile provider, no external request.
+VISITORFLOW_* variables). This script sets up what every page shares — settings, the site
+catalogue, the language selector in the sidebar — and runs the chosen page from views/
+(not pages/: that folder name switches on Streamlit's older file-based multipage mode).
 """
 
 from __future__ import annotations
 
-import json
-import math
-from datetime import UTC, datetime
-from pathlib import Path
-
-import duckdb
-import pandas as pd
-import pydeck as pdk
 import streamlit as st
+from shared import LANGUAGES, catalogue_at
 
-from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
-from visitorflow.live import gate_notices, live_snapshot, utc_now
-from visitorflow.load import LEVEL_LABELS
-from visitorflow.settings import Settings, SettingsError, get_settings
-from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
+from visitorflow.catalogue import CatalogueError
+from visitorflow.settings import SettingsError, get_settings
 
-LANGUAGES = {"vi": "Tiếng Việt", "en": "English", "zh": "中文"}
-
-TEXT = {
-    "vi": {
-        "title": "Lượng khách tại các điểm du lịch Lạng Sơn",
-        "visitors_now": "Khách đang có mặt",
-        "arrivals_today": "Lượt đến hôm nay",
-        "sites_at": "Điểm {level}",
-        "data_from": "Dữ liệu lúc {time}",
-        "ago": "{age} trước",
-        "units": ("giây", "phút", "giờ"),
-        "no_data_yet": "Chưa có dữ liệu: hãy khởi động bộ thu (make demo).",
-        "store_busy": "Kho dữ liệu đang bận, chưa đọc được số liệu mới.",
-        "showing_previous": "Đang hiển thị số liệu lúc {time}.",
-        "store_error": "Không đọc được kho dữ liệu.",
-        "stale": "Số liệu mới nhất từ {age} trước: kiểm tra bộ thu và các máy đếm.",
-        "silent_sites": "{n}/{total} điểm không có dữ liệu: {names}",
-        "over": "Quá tải",
-        "crowded": "Rất đông",
-        "boundary_missing": "Không đọc được ranh giới tỉnh ({error}); bản đồ chỉ vẽ các điểm.",
-        "attribution": "Ranh giới: gis.chinhphu.vn",
-        "col_name": "Điểm",
-        "col_level": "Mức tải",
-        "col_occupancy": "Khách hiện có",
-        "col_capacity": "Sức chứa",
-        "col_load": "% sức chứa",
-        "col_last_hour": "Đến trong 1 giờ",
-        "col_silent": "Cổng mất tín hiệu",
-        "col_last": "Số liệu cuối",
-        "tip_occupancy": "Khách / sức chứa",
-        "tip_last_hour": "Đến trong 1 giờ",
-        "tip_age": "Số liệu",
-    },
-    "en": {
-        "title": "Visitors at the tourist sites of Lạng Sơn",
-        "visitors_now": "Visitors on site now",
-        "arrivals_today": "Arrivals today",
-        "sites_at": "Sites: {level}",
-        "data_from": "Data from {time}",
-        "ago": "{age} ago",
-        "units": ("s", "min", "h"),
-        "no_data_yet": "No data yet: start the collector (make demo).",
-        "store_busy": "The data store is busy; no new figures could be read.",
-        "showing_previous": "Showing the figures from {time}.",
-        "store_error": "The data store cannot be read.",
-        "stale": "The newest data is {age} old: check the collector and the counters.",
-        "silent_sites": "{n} of {total} sites report no data: {names}",
-        "over": "Over capacity",
-        "crowded": "Crowded",
-        "boundary_missing": "Province boundary unreadable ({error}); the map shows the sites only.",
-        "attribution": "Ranh giới: gis.chinhphu.vn",
-        "col_name": "Site",
-        "col_level": "Load level",
-        "col_occupancy": "Visitors now",
-        "col_capacity": "Capacity",
-        "col_load": "% of capacity",
-        "col_last_hour": "Arrivals last hour",
-        "col_silent": "Silent gates",
-        "col_last": "Last reading",
-        "tip_occupancy": "Visitors / capacity",
-        "tip_last_hour": "Arrivals last hour",
-        "tip_age": "Data",
-    },
-    "zh": {
-        "title": "谅山旅游景点客流",
-        "visitors_now": "当前在场游客",
-        "arrivals_today": "今日到访",
-        "sites_at": "{level}景点",
-        "data_from": "数据时间 {time}",
-        "ago": "{age}前",
-        "units": ("秒", "分钟", "小时"),
-        "no_data_yet": "暂无数据：请启动采集程序（make demo）。",
-        "store_busy": "数据库繁忙，暂时无法读取新数据。",
-        "showing_previous": "显示 {time} 的数据。",
-        "store_error": "无法读取数据库。",
-        "stale": "最新数据来自 {age}前：请检查采集程序和计数器。",
-        "silent_sites": "{total} 个景点中有 {n} 个无数据：{names}",
-        "over": "超载",
-        "crowded": "拥挤",
-        "boundary_missing": "无法读取省界（{error}）；地图仅显示景点。",
-        "attribution": "Ranh giới: gis.chinhphu.vn",
-        "col_name": "景点",
-        "col_level": "负荷等级",
-        "col_occupancy": "当前游客",
-        "col_capacity": "容量",
-        "col_load": "容量占比 %",
-        "col_last_hour": "近1小时到访",
-        "col_silent": "无信号闸口",
-        "col_last": "最后读数",
-        "tip_occupancy": "游客 / 容量",
-        "tip_last_hour": "近1小时到访",
-        "tip_age": "数据",
-    },
+PAGE_TITLES = {
+    "live": {"vi": "Bản đồ trực tiếp", "en": "Live map", "zh": "实时地图"},
+    "alerts": {"vi": "Cảnh báo", "en": "Alerts", "zh": "警报"},
+    "site": {"vi": "Chi tiết điểm", "en": "Site detail", "zh": "景点详情"},
 }
-DRAW_ORDER = ["no_data", "closed", "normal", "busy", "crowded", "overload"]
-# Local base style served by Streamlit from dashboard/static/ (server.enableStaticServing).
-LOCAL_MAP_STYLE = "app/static/blank_style.json"
-# Constant across refreshes: Streamlit's front end re-applies only a *changed* initial view
-# state, so the pan and zoom an official chose survive every refresh.
-PROVINCE_VIEW = pdk.ViewState(latitude=21.89, longitude=106.73, zoom=8.2, pitch=0, bearing=0)
-
-
-def local_time(ts_utc: datetime, settings: Settings, with_date: bool = False) -> str:
-    local = pd.Timestamp(ts_utc).to_pydatetime().replace(tzinfo=UTC).astimezone(settings.tz)
-    return local.strftime("%d/%m %H:%M" if with_date else "%H:%M")
-
-
-def duration_text(seconds: float, lang: str) -> str:
-    sec_unit, min_unit, hour_unit = TEXT[lang]["units"]
-    seconds = max(seconds, 0)
-    if seconds < 90:
-        return f"{seconds:.0f} {sec_unit}"
-    if seconds < 90 * 60:
-        return f"{seconds / 60:.0f} {min_unit}"
-    return f"{seconds / 3600:.1f} {hour_unit}"
-
-
-def age_text(seconds: float | None, lang: str) -> str:
-    """'12 s ago' in the page's language; '–' when there is no reading."""
-    if seconds is None or pd.isna(seconds):
-        return "–"
-    return TEXT[lang]["ago"].format(age=duration_text(seconds, lang))
-
-
-def dot_radius_px(occupancy: float | None) -> float:
-    """Dots grow with the square root of the people on site; empty sites stay visible."""
-    if occupancy is None or pd.isna(occupancy):
-        return 5.0
-    return min(5.0 + 0.45 * math.sqrt(max(occupancy, 0)), 32.0)
-
-
-# -- static inputs, loaded once per process ---------------------------------------------------
-
-
-@st.cache_resource(show_spinner=False)
-def catalogue_at(path: str) -> Catalogue:
-    return load_catalogue(Path(path))
-
-
-@st.cache_data(show_spinner=False)
-def boundary_at(path: str) -> dict:
-    """The province polygon, geometry only (its properties are provenance, not for the map)."""
-    raw = json.loads(Path(path).read_text(encoding="utf-8"))
-    features = [{"type": "Feature", "properties": {}, "geometry": f["geometry"]}
-                for f in raw["features"]]
-    return {"type": "FeatureCollection", "features": features}
-
-
-# -- the page ---------------------------------------------------------------------------------
 
 st.set_page_config(page_title="Lạng Sơn · visitor flow", page_icon="🗺️", layout="wide")
 
 try:
     settings = get_settings()
-    catalogue = catalogue_at(str(settings.catalogue_path))
+    catalogue_at(str(settings.catalogue_path))
 except (SettingsError, CatalogueError) as exc:
     st.error(str(exc))
     st.stop()
@@ -190,172 +36,10 @@ lang = st.sidebar.selectbox(
     format_func=LANGUAGES.get,
     key="language",
 )
-T = TEXT[lang]
-st.title(T["title"])
 
-boundary = None
-try:
-    boundary = boundary_at(str(settings.boundary_path))
-except (OSError, ValueError, KeyError) as exc:
-    st.warning(T["boundary_missing"].format(error=exc))
-
-refresh_s = settings.dashboard.refresh_s
-
-
-@st.cache_data(ttl=refresh_s, max_entries=4, show_spinner=False)
-def snapshot(
-    store_path: str, _catalogue: Catalogue, _settings: Settings
-) -> tuple[datetime, pd.DataFrame, pd.DataFrame]:
-    """The state of every site now: one query per refresh, shared by every session.
-
-    Language-neutral (names are added per session). Errors are not cached, so the next
-    refresh tries again."""
-    now = utc_now()
-    status, gates = live_snapshot(Store.from_settings(_settings), _catalogue, _settings, now)
-    return now, status, gates
-
-
-def site_records(status: pd.DataFrame, now: datetime) -> list[dict]:
-    """One JSON-ready dict per site for the map, with the tooltip's texts."""
-    records = []
-    for row in status.itertuples():
-        has_data = row.occupancy is not None and not pd.isna(row.occupancy)
-        last = row.last_reading_utc
-        age = None if last is None or pd.isna(last) else (now - pd.Timestamp(last)).total_seconds()
-        records.append({
-            "site_id": row.site_id,
-            "name": row.name,
-            "lon": row.lon,
-            "lat": row.lat,
-            "colour": [int(c) for c in row.colour],
-            "radius": dot_radius_px(row.occupancy),
-            "level": row.level,
-            "level_label": LEVEL_LABELS[row.level][lang],
-            "occupancy_text": f"{int(row.occupancy) if has_data else '–'} / {row.capacity}",
-            "arrivals_last_hour": int(row.arrivals_last_hour),
-            "age_text": age_text(age, lang),
-            "notice": row.no_data_notice,
-        })
-    # Drawn in order: the most urgent level on top, and within a level big dots first, so
-    # that an overloaded site is never hidden under its neighbours in the city cluster.
-    return sorted(records, key=lambda r: (DRAW_ORDER.index(r["level"]), -r["radius"]))
-
-
-def site_map(status: pd.DataFrame, now: datetime) -> pdk.Deck:
-    layers = []
-    if boundary is not None:
-        layers.append(pdk.Layer(
-            "GeoJsonLayer", id="boundary", data=boundary, stroked=True, filled=True,
-            get_fill_color=[252, 253, 247, 255], get_line_color=[70, 100, 80, 255],
-            line_width_min_pixels=2, pickable=False,
-        ))
-    layers.append(pdk.Layer(
-        "ScatterplotLayer", id="sites", data=site_records(status, now),
-        get_position="[lon, lat]", get_fill_color="colour", get_radius="radius",
-        # pydeck turns bare strings into accessor expressions: quote a literal string.
-        radius_units="'pixels'", stroked=True, get_line_color=[255, 255, 255, 255],
-        line_width_min_pixels=1, opacity=0.85, pickable=True,
-    ))
-    tooltip = {
-        "html": (
-            "<b>{name}</b><br/>{level_label}<br/>"
-            f"{T['tip_occupancy']}: {{occupancy_text}}<br/>"
-            f"{T['tip_last_hour']}: {{arrivals_last_hour}}<br/>"
-            f"{T['tip_age']}: {{age_text}}<br/><i>{{notice}}</i>"
-        ),
-        "style": {"fontSize": "13px"},
-    }
-    return pdk.Deck(
-        layers=layers,
-        initial_view_state=PROVINCE_VIEW,
-        map_style=settings.dashboard.basemap_style_url or LOCAL_MAP_STYLE,
-        tooltip=tooltip,
-    )
-
-
-def site_table(status: pd.DataFrame) -> pd.DataFrame:
-    share = pd.to_numeric(status["load_share"], errors="coerce")
-    table = pd.DataFrame({
-        T["col_name"]: status["name"],
-        T["col_level"]: [LEVEL_LABELS[lv][lang] for lv in status["level"]],
-        T["col_occupancy"]: pd.array(status["occupancy"], dtype="Int64"),
-        T["col_capacity"]: status["capacity"],
-        T["col_load"]: (share * 100).round(0),
-        T["col_last_hour"]: status["arrivals_last_hour"],
-        T["col_silent"]: status["no_data_notice"],
-        T["col_last"]: [
-            "–" if ts is None or pd.isna(ts) else local_time(ts, settings, with_date=True)
-            for ts in status["last_reading_utc"]
-        ],
-    })
-    return table.iloc[share.fillna(-1).sort_values(ascending=False, kind="stable").index]
-
-
-@st.fragment(run_every=refresh_s)
-def live_view() -> None:
-    try:
-        taken_utc, status, gates = snapshot(str(settings.store.path), catalogue, settings)
-        st.session_state["last_snapshot"] = (taken_utc, status, gates)
-    except StoreMissing as exc:
-        st.info(T["no_data_yet"])
-        st.caption(str(exc))
-        return
-    except StoreBusy as exc:
-        st.warning(f"{T['store_busy']} {exc}")
-        if "last_snapshot" not in st.session_state:
-            return
-        taken_utc, status, gates = st.session_state["last_snapshot"]
-        st.caption(T["showing_previous"].format(time=local_time(taken_utc, settings)))
-    except (StoreError, duckdb.Error) as exc:
-        st.error(f"{T['store_error']} {exc}")
-        return
-
-    # "No data from gate X since HH:MM", never "0 visitors", for each silent gate.
-    notices = gate_notices(gates, catalogue, settings, lang).groupby("site_id")["message"]
-    notice_by_site = notices.agg("; ".join).to_dict()
-    status = status.assign(
-        name=[catalogue.site(i).name.get(lang) for i in status["site_id"]],
-        no_data_notice=[notice_by_site.get(i, "") for i in status["site_id"]],
-    )
-    now = utc_now()
-    with_data = status[status["occupancy"].notna()]
-    counts = status["level"].value_counts()
-    last = pd.to_datetime(status["last_reading_utc"]).max()
-    age_s = None if pd.isna(last) else (now - last.to_pydatetime()).total_seconds()
-
-    cols = st.columns([1, 1, 1, 1, 1, 1.5])
-    cols[0].metric(T["visitors_now"], f"{int(with_data['occupancy'].sum()):,}" if len(with_data)
-                   else "–")
-    cols[1].metric(T["arrivals_today"], f"{int(status['arrivals_today'].sum()):,}")
-    for col, level in zip(cols[2:5], ("busy", "crowded", "overload"), strict=True):
-        col.metric(T["sites_at"].format(level=LEVEL_LABELS[level][lang].lower()),
-                   int(counts.get(level, 0)))
-    cols[5].metric(
-        T["data_from"].format(time="–" if age_s is None else local_time(last, settings)),
-        age_text(age_s, lang),
-    )
-
-    if age_s is None:
-        st.info(T["no_data_yet"])
-    elif age_s > max(300, 6 * refresh_s):
-        st.warning(T["stale"].format(age=duration_text(age_s, lang)))
-    for level, show, key in (("overload", st.error, "over"), ("crowded", st.warning, "crowded")):
-        hit = status[status["level"] == level]
-        if len(hit):
-            show(f"{T[key]}: " + ", ".join(
-                f"{r.name} ({int(r.occupancy)}/{r.capacity})" for r in hit.itertuples()))
-    silent = status[status["level"] == "no_data"]
-    if 0 < len(silent) < len(status):
-        st.caption(T["silent_sites"].format(
-            n=len(silent), total=len(status), names=", ".join(silent["name"])))
-
-    st.pydeck_chart(site_map(status, now), height=620, key="live_map")
-    st.caption(T["attribution"])
-    st.dataframe(
-        site_table(status), hide_index=True, width="stretch",
-        column_config={T["col_load"]: st.column_config.NumberColumn(format="%d%%")},
-    )
-
-
-st.sidebar.caption(f"↻ {refresh_s:g} s")
-live_view()
+page = st.navigation([
+    st.Page("views/live.py", title=PAGE_TITLES["live"][lang], icon="🗺️", default=True),
+    st.Page("views/alerts.py", title=PAGE_TITLES["alerts"][lang], icon="🚨"),
+    st.Page("views/site.py", title=PAGE_TITLES["site"][lang], icon="📍"),
+])
+page.run()

@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 
+from visitorflow.alerts import run_alert_step
 from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
 from visitorflow.contract import (
     MAX_FUTURE_S,
@@ -372,6 +373,7 @@ class Collector:
                 self._stop.wait(self.settings.collector.reader_gap_s)
                 if time.monotonic() >= next_rezero:
                     self.rezero_closed_sites(utc_now())
+                    run_alert_step(self.store, self.catalogue, self.settings, utc_now())
                     next_rezero = time.monotonic() + 60
                 if time.monotonic() >= next_report:
                     log.info("stats: %s", self.stats)

@@ -112,6 +112,16 @@ def mosquitto_pub(broker: int) -> Callable[..., None]:
 
 # --- dashboard fixtures (tests/test_dashboard_*.py) -------------------------------------------
 
+
+@pytest.fixture(autouse=True)
+def keep_main_module() -> Iterator[None]:
+    """Streamlit's AppTest runs a page as a fresh `__main__` module and leaves it in
+    sys.modules; a later test's `spawn` worker would then re-run that page (its
+    `__main__.__file__`) on start-up. Put the real `__main__` back after every test."""
+    main = sys.modules["__main__"]
+    yield
+    sys.modules["__main__"] = main
+
 # site: (gate, people in, people out) → occupancy against capacity and load level.
 DASHBOARD_LOADS = {
     "tam_thanh": ("main", 400, 20),  # 380 / 350 → overload

@@ -82,6 +82,23 @@ class LoadThresholds(BaseModel):
         return self
 
 
+class AlertSettings(BaseModel):
+    """Alerts (issue 6): the collector evaluates them once a minute; levels from `load`."""
+
+    # A raised level clears only when occupancy falls this share of capacity below its
+    # threshold (hysteresis in value: a site at the edge does not flap).
+    clear_margin: float = Field(0.05, ge=0, lt=0.5)
+    # A level must hold this many consecutive minutes before it is raised (in time).
+    raise_after_min: int = Field(5, ge=1, le=120)
+    # Forecast alerts: an open hour within this many hours ahead whose overload probability
+    # reaches `forecast_p`; cleared when no hour reaches `forecast_p - forecast_p_margin`.
+    forecast_horizon_h: int = Field(6, ge=1, le=48)
+    forecast_p: float = Field(0.7, gt=0, le=1)
+    forecast_p_margin: float = Field(0.1, ge=0, lt=1)
+    # Recommended actions per level, vi/en/zh, edited by the province.
+    actions_path: Path = Path("data/alert_actions.yaml")
+
+
 class DashboardSettings(BaseModel):
     refresh_s: float = Field(5.0, ge=1)
     # A gate silent for this many of its reporting intervals counts as "no data".
@@ -179,6 +196,7 @@ class Settings(BaseSettings):
     collector: CollectorSettings = CollectorSettings()
     load: LoadThresholds = LoadThresholds()
     dashboard: DashboardSettings = DashboardSettings()
+    alerts: AlertSettings = AlertSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     forecast: ForecastSettings = ForecastSettings()
 
@@ -193,6 +211,7 @@ class Settings(BaseSettings):
         self.catalogue_path = _from_root(self.catalogue_path)
         self.boundary_path = _from_root(self.boundary_path)
         self.store.path = _from_root(self.store.path)
+        self.alerts.actions_path = _from_root(self.alerts.actions_path)
         return self
 
     @property

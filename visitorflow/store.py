@@ -190,6 +190,50 @@ SCHEMA = [
         PRIMARY KEY (backtest_id, site_id))""",
 ]
 
+# -- alerts (issue 6) --
+# Created by the first alert write (Store.apply_alert_changes and the other alert writers),
+# not by initialise(): a store that no alert evaluation ever ran on has no `alerts` table,
+# so a review can say so instead of reporting zero alerts (analysis.alert_log).
+ALERT_SCHEMA = [
+    # Every alert ever raised, kept after it clears (audit). One open alert per site, kind
+    # and level at most. `threshold`: the level's share of capacity in force when raised.
+    """CREATE TABLE IF NOT EXISTS alerts (
+        alert_id VARCHAR PRIMARY KEY,
+        site_id VARCHAR NOT NULL,
+        level VARCHAR NOT NULL,              -- busy | crowded | overload
+        kind VARCHAR NOT NULL,               -- live | forecast
+        raised_at_utc TIMESTAMP NOT NULL,
+        cleared_at_utc TIMESTAMP,            -- NULL while open
+        occupancy BIGINT,                    -- live: people on site when raised
+        capacity INTEGER NOT NULL,
+        threshold DOUBLE NOT NULL,
+        from_utc TIMESTAMP,                  -- forecast: first hour at risk
+        p_overload DOUBLE,                   -- forecast: its overload probability
+        run_id VARCHAR,                      -- forecast: the run it came from
+        message VARCHAR NOT NULL,            -- in the default language, as raised
+        recommended_action VARCHAR NOT NULL)""",
+    # Every acknowledgement: who, when, and their note (several per alert are kept).
+    """CREATE TABLE IF NOT EXISTS alert_acks (
+        alert_id VARCHAR NOT NULL,
+        acked_at_utc TIMESTAMP NOT NULL,
+        acked_by VARCHAR NOT NULL,
+        note VARCHAR NOT NULL,
+        PRIMARY KEY (alert_id, acked_at_utc, acked_by))""",
+    # Per-site load thresholds (shares of capacity) replacing settings.load for that site.
+    """CREATE TABLE IF NOT EXISTS alert_thresholds (
+        site_id VARCHAR PRIMARY KEY,
+        busy DOUBLE NOT NULL,
+        crowded DOUBLE NOT NULL,
+        overload DOUBLE NOT NULL,
+        updated_at_utc TIMESTAMP NOT NULL,
+        updated_by VARCHAR NOT NULL)""",
+]
+ALERT_COLUMNS = [
+    "alert_id", "site_id", "level", "kind", "raised_at_utc", "cleared_at_utc", "occupancy",
+    "capacity", "threshold", "from_utc", "p_overload", "run_id", "message",
+    "recommended_action",
+]
+
 _READING_COLUMNS = [
     "device_id", "seq", "ts_utc", "site_id", "gate_id", "interval_s", "count_in", "count_out",
     "in_total", "out_total", "battery_pct", "received_at_utc",
@@ -978,6 +1022,114 @@ class Store:
         finally:
             con.unregister("history")
         return int(inserted)
+
+    # -- alerts (issue 6) --
+    # The collector writes alerts: it evaluates them once a minute inside its own cycle
+    # (visitorflow.alerts.run_alert_step). The dashboard writes only acknowledgements (and
+    # per-site thresholds): rare writes that take the same short-lived, retried connection as
+    # every writer. The store takes one writer at a time, so a click waits at most
+    # store.lock_timeout_s for the collector's commit to finish; acceptable because it is rare.
+
+    def _ensure_alert_tables(self, con: duckdb.DuckDBPyConnection) -> None:
+        for ddl in ALERT_SCHEMA:
+            con.execute(ddl)
+
+    def _read_alerts(self, sql: str, params: Sequence[object] | None = None) -> pd.DataFrame | None:
+        """A query of the alert tables; None when no alert was ever evaluated in this store."""
+        with self._connect(read_only=True) as con:
+            present = con.execute(
+                "SELECT count(*) FROM information_schema.tables WHERE table_name = 'alerts'"
+            ).fetchone()[0]
+            return con.execute(sql, params or []).df() if present else None
+
+    def alert_thresholds(self) -> pd.DataFrame:
+        """Per-site threshold overrides: site_id, busy, crowded, overload (shares of
+        capacity), updated_at_utc, updated_by. Empty when there are none."""
+        frame = self._read_alerts("SELECT * FROM alert_thresholds ORDER BY site_id")
+        if frame is None:
+            return pd.DataFrame(columns=["site_id", "busy", "crowded", "overload",
+                                         "updated_at_utc", "updated_by"])
+        return frame
+
+    def set_alert_thresholds(
+        self, site_id: str, busy: float, crowded: float, overload: float, updated_by: str,
+        now_utc: datetime,
+    ) -> None:
+        """Give one site its own thresholds (shares of capacity, rising)."""
+        if not 0 < busy < crowded < overload:
+            raise ValueError("thresholds must rise: 0 < busy < crowded < overload")
+        with self._connect(read_only=False) as con:
+            self._ensure_alert_tables(con)
+            con.execute(
+                "INSERT OR REPLACE INTO alert_thresholds VALUES (?, ?, ?, ?, ?, ?)",
+                [site_id, busy, crowded, overload, now_utc, updated_by],
+            )
+
+    def open_alerts(self) -> pd.DataFrame | None:
+        """Alerts not cleared yet, most severe and oldest first, with their acknowledgements
+        counted and the latest one (acked_by, acked_at_utc, note); None: never evaluated."""
+        return self._read_alerts(
+            """WITH k AS (
+                SELECT alert_id, count(*) AS acks, arg_max(acked_by, acked_at_utc) AS acked_by,
+                       max(acked_at_utc) AS acked_at_utc, arg_max(note, acked_at_utc) AS ack_note
+                FROM alert_acks GROUP BY alert_id)
+            SELECT a.*, coalesce(k.acks, 0) AS acks, k.acked_by, k.acked_at_utc, k.ack_note
+            FROM alerts a LEFT JOIN k USING (alert_id)
+            WHERE a.cleared_at_utc IS NULL
+            ORDER BY CASE a.level WHEN 'overload' THEN 0 WHEN 'crowded' THEN 1 ELSE 2 END,
+                     a.raised_at_utc, a.site_id"""
+        )
+
+    def alert_audit(self, since_utc: datetime | None = None) -> pd.DataFrame | None:
+        """Every alert raised since a time (all when None), newest first, one row per
+        acknowledgement (ack columns NULL for an alert nobody acknowledged)."""
+        return self._read_alerts(
+            """SELECT a.*, k.acked_at_utc, k.acked_by, k.note
+            FROM alerts a LEFT JOIN alert_acks k USING (alert_id)
+            WHERE $1::TIMESTAMP IS NULL OR a.raised_at_utc >= $1
+            ORDER BY a.raised_at_utc DESC, a.alert_id, k.acked_at_utc""",
+            [since_utc],
+        )
+
+    def apply_alert_changes(
+        self, raised: pd.DataFrame, cleared_ids: Sequence[str], now_utc: datetime
+    ) -> None:
+        """One evaluation's result, atomically: new alerts (ALERT_COLUMNS; an id already
+        stored is kept as it is) and the ids of open alerts that cleared at `now_utc`."""
+        with self._connect(read_only=False) as con:
+            self._ensure_alert_tables(con)
+            con.execute("BEGIN TRANSACTION")
+            try:
+                if len(raised):
+                    con.register("raised", raised[ALERT_COLUMNS])
+                    con.execute(
+                        f"INSERT OR IGNORE INTO alerts SELECT {', '.join(ALERT_COLUMNS)} "  # noqa: S608
+                        "FROM raised"
+                    )
+                    con.unregister("raised")
+                if cleared_ids:
+                    con.execute(
+                        """UPDATE alerts SET cleared_at_utc = $2
+                        WHERE list_contains($1::VARCHAR[], alert_id) AND cleared_at_utc IS NULL""",
+                        [list(cleared_ids), now_utc],
+                    )
+                con.execute("COMMIT")
+            except Exception:
+                con.execute("ROLLBACK")
+                raise
+
+    def acknowledge_alert(self, alert_id: str, acked_by: str, note: str, now_utc: datetime) -> None:
+        """Record that an operator acknowledged an alert, with their note (kept for audit)."""
+        with self._connect(read_only=False) as con:
+            self._ensure_alert_tables(con)
+            known = con.execute(
+                "SELECT count(*) FROM alerts WHERE alert_id = ?", [alert_id]
+            ).fetchone()[0]
+            if not known:
+                raise StoreError(f"no alert {alert_id!r} in the store")
+            con.execute(
+                "INSERT INTO alert_acks VALUES (?, ?, ?, ?)", [alert_id, now_utc, acked_by, note]
+            )
 
 
 def readings_frame(

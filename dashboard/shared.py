@@ -1,0 +1,37 @@
+"""What every page of the dashboard shares: settings, the catalogue and the chosen language.
+
+dashboard/app.py (the entry) loads them and draws the language selector before it runs a
+page; a page gets them with `page_context()`. Streamlit puts dashboard/ on sys.path while
+it runs the app, so pages `from shared import page_context`.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+
+from visitorflow.catalogue import Catalogue, load_catalogue
+from visitorflow.settings import Settings, get_settings
+
+LANGUAGES = {"vi": "Tiếng Việt", "en": "English", "zh": "中文"}
+
+
+@st.cache_resource(show_spinner=False)
+def catalogue_at(path: str) -> Catalogue:
+    return load_catalogue(Path(path))
+
+
+def page_context() -> tuple[Settings, Catalogue, str]:
+    """Settings, catalogue and language for a page (the entry has already checked them)."""
+    settings = get_settings()
+    lang = st.session_state.get("language", settings.dashboard.default_language)
+    return settings, catalogue_at(str(settings.catalogue_path)), lang
+
+
+def local_time(ts_utc: datetime, settings: Settings, with_date: bool = False) -> str:
+    """A naive-UTC time from the store as Asia/Ho_Chi_Minh clock time."""
+    local = pd.Timestamp(ts_utc).to_pydatetime().replace(tzinfo=UTC).astimezone(settings.tz)
+    return local.strftime("%d/%m %H:%M" if with_date else "%H:%M")

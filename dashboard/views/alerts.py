@@ -1,0 +1,204 @@
+"""The alerts page: open alerts with their recommended action, acknowledgement with a note,
+and the audit of every alert and acknowledgement.
+
+The collector evaluates alerts once a minute (visitorflow.alerts.run_alert_step); this page
+only reads them, once per refresh for all sessions, and writes an acknowledgement when an
+operator gives one.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from shared import local_time, page_context
+
+from visitorflow.alerts import alert_message, load_actions, recommended_action
+from visitorflow.live import utc_now
+from visitorflow.load import LEVEL_LABELS, LoadLevel
+from visitorflow.settings import Settings
+from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
+
+TEXT = {
+    "vi": {
+        "title": "Cảnh báo",
+        "open": "Cảnh báo đang mở",
+        "none_open": "Không có cảnh báo nào đang mở.",
+        "not_evaluated": "Chưa có đánh giá cảnh báo nào: bộ thu đánh giá mỗi phút (make demo).",
+        "no_data_yet": "Chưa có dữ liệu: hãy khởi động bộ thu (make demo).",
+        "store_busy": "Kho dữ liệu đang bận, thử lại sau ít giây.",
+        "store_error": "Không đọc được kho dữ liệu.",
+        "live": "Trực tiếp", "forecast": "Dự báo",
+        "since": "Từ {time}",
+        "action": "Đề xuất xử lý",
+        "acked": "Đã xác nhận bởi {who} lúc {time}: {note}",
+        "operator": "Người xác nhận", "note": "Ghi chú", "ack": "Xác nhận",
+        "need_both": "Hãy nhập tên người xác nhận và ghi chú.",
+        "ack_done": "Đã lưu xác nhận.",
+        "audit": "Nhật ký cảnh báo (30 ngày)",
+        "col_site": "Điểm", "col_kind": "Loại", "col_level": "Mức", "col_raised": "Bắt đầu",
+        "col_cleared": "Kết thúc", "col_message": "Nội dung", "col_action": "Đề xuất",
+        "col_acked_by": "Xác nhận bởi", "col_acked_at": "Lúc", "col_note": "Ghi chú",
+    },
+    "en": {
+        "title": "Alerts",
+        "open": "Open alerts",
+        "none_open": "No open alerts.",
+        "not_evaluated": "No alert evaluated yet: the collector evaluates them every minute "
+                         "(make demo).",
+        "no_data_yet": "No data yet: start the collector (make demo).",
+        "store_busy": "The data store is busy; try again in a few seconds.",
+        "store_error": "The data store cannot be read.",
+        "live": "Live", "forecast": "Forecast",
+        "since": "Since {time}",
+        "action": "Recommended action",
+        "acked": "Acknowledged by {who} at {time}: {note}",
+        "operator": "Operator", "note": "Note", "ack": "Acknowledge",
+        "need_both": "Type the operator's name and a note.",
+        "ack_done": "Acknowledgement saved.",
+        "audit": "Alert log (30 days)",
+        "col_site": "Site", "col_kind": "Kind", "col_level": "Level", "col_raised": "Raised",
+        "col_cleared": "Cleared", "col_message": "Message", "col_action": "Action",
+        "col_acked_by": "Acknowledged by", "col_acked_at": "At", "col_note": "Note",
+    },
+    "zh": {
+        "title": "警报",
+        "open": "未解除的警报",
+        "none_open": "没有未解除的警报。",
+        "not_evaluated": "尚未评估警报：采集程序每分钟评估一次（make demo）。",
+        "no_data_yet": "暂无数据：请启动采集程序（make demo）。",
+        "store_busy": "数据库繁忙，请稍后再试。",
+        "store_error": "无法读取数据库。",
+        "live": "实时", "forecast": "预测",
+        "since": "自 {time}",
+        "action": "建议措施",
+        "acked": "{who} 于 {time} 确认：{note}",
+        "operator": "确认人", "note": "备注", "ack": "确认",
+        "need_both": "请输入确认人姓名和备注。",
+        "ack_done": "确认已保存。",
+        "audit": "警报记录（30 天）",
+        "col_site": "景点", "col_kind": "类型", "col_level": "等级", "col_raised": "开始",
+        "col_cleared": "解除", "col_message": "内容", "col_action": "措施",
+        "col_acked_by": "确认人", "col_acked_at": "时间", "col_note": "备注",
+    },
+}
+LEVEL_BOX = {"overload": st.error, "crowded": st.warning, "busy": st.info}
+
+settings, catalogue, lang = page_context()
+T = TEXT[lang]
+st.title(T["title"])
+refresh_s = settings.dashboard.refresh_s
+
+
+@st.cache_data(ttl=refresh_s, max_entries=4, show_spinner=False)
+def alert_state(_settings: Settings) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """Open alerts and the last 30 days' audit: read once per refresh, shared by sessions."""
+    store = Store.from_settings(_settings)
+    return store.open_alerts(), store.alert_audit(utc_now() - timedelta(days=30))
+
+
+@st.cache_resource(show_spinner=False)
+def actions_at(path: str, mtime: float) -> dict:
+    return load_actions(Path(path))
+
+
+def site_name(site_id: str) -> str:
+    return catalogue.site(site_id).name.get(lang)
+
+
+def shown_message(row: pd.Series) -> str:
+    at = row["from_utc"] if row["kind"] == "forecast" else row["raised_at_utc"]
+    return alert_message(site_name(row["site_id"]), row["kind"], row["level"], lang,
+                         local_time(at, settings), row["occupancy"], row["capacity"],
+                         row["p_overload"])
+
+
+def acknowledge(alert_id: str) -> None:
+    who = st.session_state[f"ack_by_{alert_id}"].strip()
+    note = st.session_state[f"ack_note_{alert_id}"].strip()
+    if not who or not note:
+        st.session_state["ack_problem"] = T["need_both"]
+        return
+    # A write from the dashboard: rare, so it takes the store's one-writer-at-a-time lock
+    # through the same short-lived, retried connection as the collector (Store._connect).
+    try:
+        Store.from_settings(settings).acknowledge_alert(alert_id, who, note, utc_now())
+    except StoreError as exc:
+        st.session_state["ack_problem"] = f"{T['store_busy']} {exc}"
+        return
+    st.session_state["ack_done"] = T["ack_done"]
+    alert_state.clear()
+
+
+def open_alert(row: pd.Series, actions: dict) -> None:
+    level = LEVEL_LABELS[LoadLevel(row["level"])][lang]
+    since = T["since"].format(time=local_time(row["raised_at_utc"], settings, with_date=True))
+    with st.container(border=True):
+        LEVEL_BOX[row["level"]](f"**{level} · {T[row['kind']]}** — {shown_message(row)}")
+        st.caption(f"{since} · {site_name(row['site_id'])}")
+        st.markdown(f"**{T['action']}:** "
+                    + recommended_action(actions, row["site_id"], row["kind"], row["level"], lang))
+        if row["acks"]:
+            st.success(T["acked"].format(
+                who=row["acked_by"], time=local_time(row["acked_at_utc"], settings),
+                note=row["ack_note"]))
+        left, right, button = st.columns([1, 2, 0.6], vertical_alignment="bottom")
+        left.text_input(T["operator"], key=f"ack_by_{row['alert_id']}")
+        right.text_input(T["note"], key=f"ack_note_{row['alert_id']}")
+        button.button(T["ack"], key=f"ack_{row['alert_id']}", on_click=acknowledge,
+                      args=(row["alert_id"],))
+
+
+def audit_table(audit: pd.DataFrame) -> pd.DataFrame:
+    def when(values: pd.Series) -> list[str]:
+        return ["" if pd.isna(v) else local_time(v, settings, with_date=True) for v in values]
+
+    return pd.DataFrame({
+        T["col_raised"]: when(audit["raised_at_utc"]),
+        T["col_site"]: [site_name(s) for s in audit["site_id"]],
+        T["col_kind"]: [T[k] for k in audit["kind"]],
+        T["col_level"]: [LEVEL_LABELS[LoadLevel(v)][lang] for v in audit["level"]],
+        T["col_cleared"]: when(audit["cleared_at_utc"]),
+        T["col_message"]: audit["message"],
+        T["col_action"]: audit["recommended_action"],
+        T["col_acked_by"]: audit["acked_by"].fillna(""),
+        T["col_acked_at"]: when(audit["acked_at_utc"]),
+        T["col_note"]: audit["note"].fillna(""),
+    })
+
+
+@st.fragment(run_every=refresh_s)
+def alerts_view() -> None:
+    for key, show in (("ack_problem", st.warning), ("ack_done", st.success)):
+        if key in st.session_state:
+            show(st.session_state.pop(key))
+    try:
+        open_alerts, audit = alert_state(settings)
+    except StoreMissing:
+        st.info(T["no_data_yet"])
+        return
+    except StoreBusy as exc:
+        st.warning(f"{T['store_busy']} {exc}")
+        return
+    except StoreError as exc:
+        st.error(f"{T['store_error']} {exc}")
+        return
+    if open_alerts is None:
+        st.info(T["not_evaluated"])
+        return
+    path = settings.alerts.actions_path
+    actions = actions_at(str(path), path.stat().st_mtime)
+
+    st.subheader(f"{T['open']} ({len(open_alerts)})")
+    if open_alerts.empty:
+        st.success(T["none_open"])
+    for _, row in open_alerts.iterrows():
+        open_alert(row, actions)
+
+    st.subheader(T["audit"])
+    st.dataframe(audit_table(audit), hide_index=True, width="stretch")
+
+
+alerts_view()

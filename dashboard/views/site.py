@@ -1,0 +1,134 @@
+"""The site page: one site's day against its forecast band, gate by gate counts, the health of
+its counters and the last 30 days (visitorflow.site_detail), refreshing itself."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+from shared import page_context
+
+from visitorflow.live import utc_now
+from visitorflow.settings import Settings
+from visitorflow.site_detail import SiteDetail, site_detail
+from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
+
+TEXT = {
+    "vi": {
+        "title": "Chi tiết điểm", "site": "Điểm", "capacity": "Sức chứa",
+        "today": "Hôm nay so với dự báo",
+        "arrivals": "Lượt đến / giờ", "forecast": "Dự báo", "lower": "Dự báo thấp",
+        "upper": "Dự báo cao", "occupancy": "Khách hiện có", "forecast_occupancy":
+        "Dự báo khách hiện có", "gates": "Theo cổng (lượt vào / giờ)", "devices":
+        "Tình trạng máy đếm", "days": "30 ngày qua (lượt đến / ngày)", "hour": "Giờ",
+        "counter": "Máy đếm", "gate": "Cổng", "last_seen": "Lần cuối", "battery": "Pin %",
+        "status": "Trạng thái", "silent": "Mất tín hiệu", "lost": "Số liệu mất",
+        "recovered": "Số liệu khôi phục", "no_data_yet": "Chưa có dữ liệu: hãy khởi động bộ "
+        "thu (make demo).", "store_busy": "Kho dữ liệu đang bận, thử lại sau ít giây.",
+        "store_error": "Không đọc được kho dữ liệu.", "none": "Chưa có số liệu.",
+    },
+    "en": {
+        "title": "Site detail", "site": "Site", "capacity": "Capacity",
+        "today": "Today against the forecast",
+        "arrivals": "Arrivals / hour", "forecast": "Forecast", "lower": "Forecast low",
+        "upper": "Forecast high", "occupancy": "Visitors on site", "forecast_occupancy":
+        "Forecast visitors on site", "gates": "By gate (people in / hour)", "devices":
+        "Counter health", "days": "Last 30 days (arrivals / day)", "hour": "Hour",
+        "counter": "Counter", "gate": "Gate", "last_seen": "Last seen", "battery": "Battery %",
+        "status": "Status", "silent": "Silent", "lost": "Readings lost",
+        "recovered": "Readings recovered", "no_data_yet": "No data yet: start the collector "
+        "(make demo).", "store_busy": "The data store is busy; try again in a few seconds.",
+        "store_error": "The data store cannot be read.", "none": "Nothing counted yet.",
+    },
+    "zh": {
+        "title": "景点详情", "site": "景点", "capacity": "容量",
+        "today": "今日与预测对比", "arrivals": "每小时到访",
+        "forecast": "预测", "lower": "预测下限", "upper": "预测上限", "occupancy": "在场游客",
+        "forecast_occupancy": "预测在场游客", "gates": "各闸口（每小时进入）",
+        "devices": "计数器状态", "days": "近30天（每日到访）", "hour": "时间",
+        "counter": "计数器", "gate": "闸口", "last_seen": "最后上报", "battery": "电量 %",
+        "status": "状态", "silent": "无信号", "lost": "丢失读数", "recovered": "已恢复读数",
+        "no_data_yet": "暂无数据：请启动采集程序（make demo）。",
+        "store_busy": "数据库繁忙，请稍后再试。", "store_error": "无法读取数据库。",
+        "none": "暂无计数。",
+    },
+}
+
+settings, catalogue, lang = page_context()
+T = TEXT[lang]
+st.title(T["title"])
+refresh_s = settings.dashboard.refresh_s
+
+site_ids = [s.id for s in catalogue.sites]
+site_id = st.selectbox(T["site"], site_ids, key="site",
+                       format_func=lambda i: catalogue.site(i).name.get(lang))
+site = catalogue.site(site_id)
+
+
+@st.cache_data(ttl=refresh_s, max_entries=32, show_spinner=False)
+def detail(site_id: str, _settings: Settings) -> SiteDetail:
+    """One site's detail: a few short queries per site and refresh, shared by sessions."""
+    return site_detail(Store.from_settings(_settings), catalogue, _settings, site_id, utc_now())
+
+
+def hours(index: pd.Index) -> list[str]:
+    return [pd.Timestamp(t).strftime("%H:%M") for t in index]
+
+
+@st.fragment(run_every=refresh_s)
+def site_view() -> None:
+    try:
+        d = detail(site_id, settings)
+    except StoreMissing:
+        st.info(T["no_data_yet"])
+        return
+    except StoreBusy as exc:
+        st.warning(f"{T['store_busy']} {exc}")
+        return
+    except StoreError as exc:
+        st.error(f"{T['store_error']} {exc}")
+        return
+
+    st.subheader(T["today"])
+    today = d.today.copy()
+    today.index = hours(today.index)
+    band = {"arrivals": T["arrivals"], "forecast_arrivals": T["forecast"],
+            "forecast_lower": T["lower"], "forecast_upper": T["upper"]}
+    left, right = st.columns(2)
+    left.line_chart(today[[c for c in band if c in today]].rename(columns=band),
+                    x_label=T["hour"], y_label=T["arrivals"])
+    occ = {"occupancy": T["occupancy"], "forecast_occupancy": T["forecast_occupancy"]}
+    right.line_chart(today[[c for c in occ if c in today]].rename(columns=occ)
+                     .assign(**{T["capacity"]: site.capacity}),
+                     x_label=T["hour"], y_label=T["occupancy"])
+
+    st.subheader(T["gates"])
+    if d.gates.empty:
+        st.caption(T["none"])
+    else:
+        gates = d.gates.copy()
+        gates.index = hours(gates.index)
+        gates = gates.rename(columns={g.id: g.name.get(lang) for g in site.gates})
+        st.dataframe(gates, width="stretch")
+
+    st.subheader(T["devices"])
+    st.dataframe(pd.DataFrame({
+        T["gate"]: [next((g.name.get(lang) for g in site.gates if g.id == gid), gid)
+                    for gid in d.devices["gate_id"]],
+        T["counter"]: d.devices["counter_id"],
+        T["last_seen"]: ["–" if t is None or pd.isna(t) else pd.Timestamp(t).strftime(
+            "%d/%m %H:%M") for t in d.devices["last_seen_local"]],
+        T["battery"]: d.devices["battery_pct"],
+        T["status"]: d.devices["status"],
+        T["silent"]: d.devices["silent"],
+        T["lost"]: d.devices["lost_readings"],
+        T["recovered"]: d.devices["recovered_readings"],
+    }), hide_index=True, width="stretch")
+
+    st.subheader(T["days"])
+    if d.days.empty:
+        st.caption(T["none"])
+    else:
+        st.bar_chart(d.days.set_index("day_local")["arrivals"], y_label=T["arrivals"])
+
+
+site_view()
