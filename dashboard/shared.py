@@ -7,14 +7,19 @@ it runs the app, so pages `from shared import page_context`.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
 
 from visitorflow.catalogue import Catalogue, load_catalogue
 from visitorflow.settings import Settings, get_settings
+from visitorflow.store import StoreBusy, StoreError, StoreMissing
+
+R = TypeVar("R")
 
 LANGUAGES = {"vi": "Tiếng Việt", "en": "English", "zh": "中文"}
 
@@ -35,3 +40,17 @@ def local_time(ts_utc: datetime, settings: Settings, with_date: bool = False) ->
     """A naive-UTC time from the store as Asia/Ho_Chi_Minh clock time."""
     local = pd.Timestamp(ts_utc).to_pydatetime().replace(tzinfo=UTC).astimezone(settings.tz)
     return local.strftime("%d/%m %H:%M" if with_date else "%H:%M")
+
+
+def read_store(read: Callable[[], R], text: dict[str, str]) -> R | None:
+    """Run a page's store read; if the store is missing, busy or broken, tell the operator
+    in their language (never a traceback) and return None."""
+    try:
+        return read()
+    except StoreMissing:
+        st.info(text["no_data_yet"])
+    except StoreBusy as exc:
+        st.warning(f"{text['store_busy']} {exc}")
+    except StoreError as exc:
+        st.error(f"{text['store_error']} {exc}")
+    return None

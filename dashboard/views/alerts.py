@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from shared import local_time, page_context
+from shared import local_time, page_context, read_store
 
 from visitorflow.alerts import alert_message, load_actions, recommended_action
 from visitorflow.live import utc_now
 from visitorflow.load import LEVEL_LABELS, LoadLevel
 from visitorflow.settings import Settings
-from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
+from visitorflow.store import Store, StoreError
 
 TEXT = {
     "vi": {
@@ -174,17 +174,10 @@ def alerts_view() -> None:
     for key, show in (("ack_problem", st.warning), ("ack_done", st.success)):
         if key in st.session_state:
             show(st.session_state.pop(key))
-    try:
-        open_alerts, audit = alert_state(settings)
-    except StoreMissing:
-        st.info(T["no_data_yet"])
+    state = read_store(lambda: alert_state(settings), T)
+    if state is None:
         return
-    except StoreBusy as exc:
-        st.warning(f"{T['store_busy']} {exc}")
-        return
-    except StoreError as exc:
-        st.error(f"{T['store_error']} {exc}")
-        return
+    open_alerts, audit = state
     if open_alerts is None:
         st.info(T["not_evaluated"])
         return

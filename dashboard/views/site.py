@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from shared import page_context
+from shared import page_context, read_store
 
 from visitorflow.live import utc_now
 from visitorflow.settings import Settings
 from visitorflow.site_detail import SiteDetail, site_detail
-from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
+from visitorflow.store import Store
 
 TEXT = {
     "vi": {
@@ -76,16 +76,8 @@ def hours(index: pd.Index) -> list[str]:
 
 @st.fragment(run_every=refresh_s)
 def site_view() -> None:
-    try:
-        d = detail(site_id, settings)
-    except StoreMissing:
-        st.info(T["no_data_yet"])
-        return
-    except StoreBusy as exc:
-        st.warning(f"{T['store_busy']} {exc}")
-        return
-    except StoreError as exc:
-        st.error(f"{T['store_error']} {exc}")
+    d = read_store(lambda: detail(site_id, settings), T)
+    if d is None:
         return
 
     st.subheader(T["today"])
