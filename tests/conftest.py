@@ -158,3 +158,35 @@ def dashboard_store(settings: Settings) -> Settings:
         now,
     )
     return settings
+
+
+# -- shared by the store, alert and dashboard tests ---------------------------------------
+
+_HOLD_LOCK = """
+import duckdb, sys, time
+con = duckdb.connect(sys.argv[1])
+print("held", flush=True)
+time.sleep(float(sys.argv[2]))
+con.close()
+"""
+
+
+def hold_store_lock(path: Path, seconds: float = 60) -> subprocess.Popen:
+    """Another process holding the store read-write (as the collector does during a commit),
+    which blocks every reader. Returns once the lock is held; terminate it to release."""
+    proc = subprocess.Popen([sys.executable, "-c", _HOLD_LOCK, str(path), str(seconds)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "held"
+    return proc
+
+
+@pytest.fixture
+def fresh_streamlit_caches() -> Iterator[None]:
+    """Streamlit's caches live per process: start and end a test with them empty."""
+    import streamlit as st
+
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()

@@ -14,6 +14,8 @@ from visitorflow.contract import Reading
 from visitorflow.settings import AlertSettings, LoadThresholds, Settings
 from visitorflow.store import Store, StoreError
 
+from .conftest import hold_store_lock
+
 THRESHOLDS = (0.60, 0.85, 1.00)
 # 10:00 in Lạng Sơn (UTC+7): every city site is open.
 NOW = datetime(2026, 11, 21, 3, 0, 30)
@@ -237,19 +239,12 @@ def test_site_thresholds_in_the_store_drive_the_evaluation(settings: Settings) -
 def test_the_collector_step_defers_on_a_busy_store_and_never_raises(
     settings: Settings, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import subprocess
-    import sys
 
     store = Store(settings.store.path, lock_timeout_s=0.3)
     store.initialise()
     catalogue = load_catalogue(settings.catalogue_path)
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
-         "print('locked', flush=True); time.sleep(60)", str(settings.store.path)],
-        stdout=subprocess.PIPE, text=True,
-    )
+    holder = hold_store_lock(settings.store.path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         with caplog.at_level("WARNING", logger="visitorflow.alerts"):
             va.run_alert_step(store, catalogue, settings, NOW)
     finally:

@@ -4,7 +4,6 @@ whose alerts the collector's evaluation step wrote."""
 from __future__ import annotations
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from visitorflow.alerts import evaluate_alerts, load_actions
@@ -16,13 +15,7 @@ from visitorflow.store import Store
 APP = PROJECT_ROOT / "dashboard" / "app.py"
 
 
-@pytest.fixture(autouse=True)
-def fresh_streamlit_caches() -> None:
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 @pytest.fixture

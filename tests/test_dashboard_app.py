@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import tomllib
 from datetime import UTC, timedelta
 from pathlib import Path
@@ -20,19 +18,14 @@ from visitorflow.load import LEVEL_COLOURS, LoadLevel
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store
 
+from .conftest import hold_store_lock
+
 # AppTest resolves a relative path against the calling file (tests/), not the working folder.
 APP = PROJECT_ROOT / "dashboard" / "app.py"
 LOCAL_STYLE = "app/static/blank_style.json"
 
 
-@pytest.fixture(autouse=True)
-def fresh_streamlit_caches() -> None:
-    """The snapshot, catalogue and boundary caches are per process: start every test empty."""
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
 
 
 def run_app() -> AppTest:
@@ -189,13 +182,8 @@ def test_busy_store_warns_and_keeps_the_previous_snapshot(
     at = run_app()
     assert not any("locked" in w.value for w in at.warning)
     # Another process holding the file read-write blocks every reader (field-notes).
-    holder = subprocess.Popen(
-        [sys.executable, "-c", "import duckdb, sys, time; con = duckdb.connect(sys.argv[1]); "
-         "print('locked', flush=True); time.sleep(60)", str(dashboard_store.store.path)],
-        stdout=subprocess.PIPE, text=True,
-    )
+    holder = hold_store_lock(dashboard_store.store.path)
     try:
-        assert holder.stdout.readline().strip() == "locked"
         st.cache_data.clear()  # the snapshot's ttl has run out
         at.run()
     finally:

@@ -3,8 +3,6 @@ quarantine, and the short-lived lock discipline between processes."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -13,6 +11,8 @@ import pytest
 
 from visitorflow.contract import GateStatus, Reading
 from visitorflow.store import Quarantined, Store, StoreBusy, StoreMissing
+
+from .conftest import hold_store_lock
 
 T0 = datetime(2026, 2, 18, 3, 0)  # 10:00 in Lạng Sơn
 DAY = datetime(2026, 2, 17, 17, 0)  # local midnight in UTC
@@ -84,26 +84,9 @@ def test_reading_a_missing_store_says_what_to_do(tmp_path: Path) -> None:
         Store(tmp_path / "absent.duckdb").readings()
 
 
-HOLD = """
-import duckdb, sys, time
-con = duckdb.connect(sys.argv[1])
-print("held", flush=True)
-time.sleep(float(sys.argv[2]))
-con.close()
-"""
-
-
-def hold_lock(path: Path, seconds: float) -> subprocess.Popen:
-    """Another process holding the file read-write, as the collector does during a commit."""
-    proc = subprocess.Popen([sys.executable, "-c", HOLD, str(path), str(seconds)],
-                            stdout=subprocess.PIPE, text=True)
-    assert proc.stdout.readline().strip() == "held"
-    return proc
-
-
 def test_reader_waits_out_a_short_commit(store: Store) -> None:
     store.write_batch([reading(1, 1, 10, 0)], T0)
-    holder = hold_lock(store.path, 0.6)
+    holder = hold_store_lock(store.path, 0.6)
     started = time.monotonic()
     assert len(store.readings()) == 1
     assert time.monotonic() - started >= 0.3  # it did wait for the lock, then read
@@ -111,7 +94,7 @@ def test_reader_waits_out_a_short_commit(store: Store) -> None:
 
 
 def test_a_lock_held_too_long_names_the_holder(store: Store) -> None:
-    holder = hold_lock(store.path, 3)
+    holder = hold_store_lock(store.path, 3)
     impatient = Store(store.path, lock_timeout_s=0.3)
     with pytest.raises(StoreBusy, match=rf"PID {holder.pid}|{holder.pid}"):
         impatient.readings()
