@@ -224,7 +224,6 @@ def test_an_operator_acknowledges_an_overload_alert_in_the_browser(
             # The most severe alert comes first: its inputs are the first ones.
             page.get_by_label("Người xác nhận").first.fill("Nguyễn Văn A")
             page.get_by_label("Ghi chú").first.fill("Đã điều tiết cổng")
-            page.get_by_label("Ghi chú").first.press("Enter")
             page.get_by_role("button", name="Xác nhận", exact=True).first.click()
             page.get_by_text("Đã lưu xác nhận.").wait_for(timeout=10 * REFRESH_S * 1000)
             page.screenshot(path=str(tmp_path / "alerts.png"), full_page=True)

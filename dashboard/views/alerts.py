@@ -144,11 +144,14 @@ def open_alert(row: pd.Series, actions: dict) -> None:
             st.success(T["acked"].format(
                 who=row["acked_by"], time=local_time(row["acked_at_utc"], settings),
                 note=row["ack_note"]))
-        left, right, button = st.columns([1, 2, 0.6], vertical_alignment="bottom")
-        left.text_input(T["operator"], key=f"ack_by_{row['alert_id']}")
-        right.text_input(T["note"], key=f"ack_note_{row['alert_id']}")
-        button.button(T["ack"], key=f"ack_{row['alert_id']}", on_click=acknowledge,
-                      args=(row["alert_id"],))
+        # A form: the page refreshes itself every few seconds, and widgets outside a form
+        # send each value on its own, so a refresh between typing and clicking lost it.
+        with st.form(key=f"ack_form_{row['alert_id']}", border=False):
+            left, right, button = st.columns([1, 2, 0.6], vertical_alignment="bottom")
+            left.text_input(T["operator"], key=f"ack_by_{row['alert_id']}")
+            right.text_input(T["note"], key=f"ack_note_{row['alert_id']}")
+            button.form_submit_button(T["ack"], key=f"ack_{row['alert_id']}",
+                                      on_click=acknowledge, args=(row["alert_id"],))
 
 
 def audit_table(audit: pd.DataFrame) -> pd.DataFrame:
