@@ -9,16 +9,12 @@ catalogue, the language selector in the sidebar — and runs the chosen page fro
 from __future__ import annotations
 
 import streamlit as st
-from shared import LANGUAGES, catalogue_at
+from shared import LANGUAGES, catalogue_at, page_texts
 
 from visitorflow.catalogue import CatalogueError
 from visitorflow.settings import SettingsError, get_settings
 
-PAGE_TITLES = {
-    "live": {"vi": "Bản đồ trực tiếp", "en": "Live map", "zh": "实时地图"},
-    "alerts": {"vi": "Cảnh báo", "en": "Alerts", "zh": "警报"},
-    "site": {"vi": "Chi tiết điểm", "en": "Site detail", "zh": "景点详情"},
-}
+PAGE_TITLES = page_texts("pages")
 
 st.set_page_config(page_title="Lạng Sơn · visitor flow", page_icon="🗺️", layout="wide")
 
@@ -38,8 +34,8 @@ lang = st.sidebar.selectbox(
 )
 
 page = st.navigation([
-    st.Page("views/live.py", title=PAGE_TITLES["live"][lang], icon="🗺️", default=True),
-    st.Page("views/alerts.py", title=PAGE_TITLES["alerts"][lang], icon="🚨"),
-    st.Page("views/site.py", title=PAGE_TITLES["site"][lang], icon="📍"),
+    st.Page("views/live.py", title=PAGE_TITLES[lang]["live"], icon="🗺️", default=True),
+    st.Page("views/alerts.py", title=PAGE_TITLES[lang]["alerts"], icon="🚨"),
+    st.Page("views/site.py", title=PAGE_TITLES[lang]["site"], icon="📍"),
 ])
 page.run()

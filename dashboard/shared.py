@@ -14,6 +14,7 @@ from typing import TypeVar
 
 import pandas as pd
 import streamlit as st
+import yaml
 
 from visitorflow.catalogue import Catalogue, load_catalogue
 from visitorflow.settings import Settings, get_settings
@@ -22,6 +23,20 @@ from visitorflow.store import StoreBusy, StoreError, StoreMissing
 R = TypeVar("R")
 
 LANGUAGES = {"vi": "Tiếng Việt", "en": "English", "zh": "中文"}
+TEXTS_PATH = Path(__file__).with_name("texts.yaml")
+
+
+@st.cache_resource(show_spinner=False)
+def _texts() -> dict[str, dict[str, dict[str, object]]]:
+    with TEXTS_PATH.open(encoding="utf-8") as fh:
+        return yaml.safe_load(fh)
+
+
+def page_texts(page: str) -> dict[str, dict[str, object]]:
+    """One page's strings from the dashboard's translation table (texts.yaml), by language:
+    `page_texts("live")["en"]["title"]`."""
+    section = _texts()[page]
+    return {lang: {key: tr[lang] for key, tr in section.items()} for lang in LANGUAGES}
 
 
 @st.cache_resource(show_spinner=False)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from shared import local_time, page_context, read_store
+from shared import local_time, page_context, page_texts, read_store
 
 from visitorflow.alerts import alert_message, load_actions, recommended_action
 from visitorflow.live import utc_now
@@ -21,69 +21,7 @@ from visitorflow.load import LEVEL_LABELS, LoadLevel
 from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreError
 
-TEXT = {
-    "vi": {
-        "title": "Cảnh báo",
-        "open": "Cảnh báo đang mở",
-        "none_open": "Không có cảnh báo nào đang mở.",
-        "not_evaluated": "Chưa có đánh giá cảnh báo nào: bộ thu đánh giá mỗi phút (make demo).",
-        "no_data_yet": "Chưa có dữ liệu: hãy khởi động bộ thu (make demo).",
-        "store_busy": "Kho dữ liệu đang bận, thử lại sau ít giây.",
-        "store_error": "Không đọc được kho dữ liệu.",
-        "live": "Trực tiếp", "forecast": "Dự báo",
-        "since": "Từ {time}",
-        "action": "Đề xuất xử lý",
-        "acked": "Đã xác nhận bởi {who} lúc {time}: {note}",
-        "operator": "Người xác nhận", "note": "Ghi chú", "ack": "Xác nhận",
-        "need_both": "Hãy nhập tên người xác nhận và ghi chú.",
-        "ack_done": "Đã lưu xác nhận.",
-        "audit": "Nhật ký cảnh báo (30 ngày)",
-        "col_site": "Điểm", "col_kind": "Loại", "col_level": "Mức", "col_raised": "Bắt đầu",
-        "col_cleared": "Kết thúc", "col_message": "Nội dung", "col_action": "Đề xuất",
-        "col_acked_by": "Xác nhận bởi", "col_acked_at": "Lúc", "col_note": "Ghi chú",
-    },
-    "en": {
-        "title": "Alerts",
-        "open": "Open alerts",
-        "none_open": "No open alerts.",
-        "not_evaluated": "No alert evaluated yet: the collector evaluates them every minute "
-                         "(make demo).",
-        "no_data_yet": "No data yet: start the collector (make demo).",
-        "store_busy": "The data store is busy; try again in a few seconds.",
-        "store_error": "The data store cannot be read.",
-        "live": "Live", "forecast": "Forecast",
-        "since": "Since {time}",
-        "action": "Recommended action",
-        "acked": "Acknowledged by {who} at {time}: {note}",
-        "operator": "Operator", "note": "Note", "ack": "Acknowledge",
-        "need_both": "Type the operator's name and a note.",
-        "ack_done": "Acknowledgement saved.",
-        "audit": "Alert log (30 days)",
-        "col_site": "Site", "col_kind": "Kind", "col_level": "Level", "col_raised": "Raised",
-        "col_cleared": "Cleared", "col_message": "Message", "col_action": "Action",
-        "col_acked_by": "Acknowledged by", "col_acked_at": "At", "col_note": "Note",
-    },
-    "zh": {
-        "title": "警报",
-        "open": "未解除的警报",
-        "none_open": "没有未解除的警报。",
-        "not_evaluated": "尚未评估警报：采集程序每分钟评估一次（make demo）。",
-        "no_data_yet": "暂无数据：请启动采集程序（make demo）。",
-        "store_busy": "数据库繁忙，请稍后再试。",
-        "store_error": "无法读取数据库。",
-        "live": "实时", "forecast": "预测",
-        "since": "自 {time}",
-        "action": "建议措施",
-        "acked": "{who} 于 {time} 确认：{note}",
-        "operator": "确认人", "note": "备注", "ack": "确认",
-        "need_both": "请输入确认人姓名和备注。",
-        "ack_done": "确认已保存。",
-        "audit": "警报记录（30 天）",
-        "col_site": "景点", "col_kind": "类型", "col_level": "等级", "col_raised": "开始",
-        "col_cleared": "解除", "col_message": "内容", "col_action": "措施",
-        "col_acked_by": "确认人", "col_acked_at": "时间", "col_note": "备注",
-    },
-}
+TEXT = page_texts("alerts")
 LEVEL_BOX = {"overload": st.error, "crowded": st.warning, "busy": st.info}
 
 settings, catalogue, lang = page_context()

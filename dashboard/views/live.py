@@ -17,7 +17,7 @@ import duckdb
 import pandas as pd
 import pydeck as pdk
 import streamlit as st
-from shared import local_time, page_context
+from shared import local_time, page_context, page_texts
 
 from visitorflow.catalogue import Catalogue
 from visitorflow.live import gate_notices, live_snapshot, utc_now
@@ -25,98 +25,7 @@ from visitorflow.load import LEVEL_LABELS
 from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
 
-TEXT = {
-    "vi": {
-        "title": "Lượng khách tại các điểm du lịch Lạng Sơn",
-        "visitors_now": "Khách đang có mặt",
-        "arrivals_today": "Lượt đến hôm nay",
-        "sites_at": "Điểm {level}",
-        "data_from": "Dữ liệu lúc {time}",
-        "ago": "{age} trước",
-        "units": ("giây", "phút", "giờ"),
-        "no_data_yet": "Chưa có dữ liệu: hãy khởi động bộ thu (make demo).",
-        "store_busy": "Kho dữ liệu đang bận, chưa đọc được số liệu mới.",
-        "showing_previous": "Đang hiển thị số liệu lúc {time}.",
-        "store_error": "Không đọc được kho dữ liệu.",
-        "stale": "Số liệu mới nhất từ {age} trước: kiểm tra bộ thu và các máy đếm.",
-        "silent_sites": "{n}/{total} điểm không có dữ liệu: {names}",
-        "over": "Quá tải",
-        "crowded": "Rất đông",
-        "boundary_missing": "Không đọc được ranh giới tỉnh ({error}); bản đồ chỉ vẽ các điểm.",
-        "attribution": "Ranh giới: gis.chinhphu.vn",
-        "col_name": "Điểm",
-        "col_level": "Mức tải",
-        "col_occupancy": "Khách hiện có",
-        "col_capacity": "Sức chứa",
-        "col_load": "% sức chứa",
-        "col_last_hour": "Đến trong 1 giờ",
-        "col_silent": "Cổng mất tín hiệu",
-        "col_last": "Số liệu cuối",
-        "tip_occupancy": "Khách / sức chứa",
-        "tip_last_hour": "Đến trong 1 giờ",
-        "tip_age": "Số liệu",
-    },
-    "en": {
-        "title": "Visitors at the tourist sites of Lạng Sơn",
-        "visitors_now": "Visitors on site now",
-        "arrivals_today": "Arrivals today",
-        "sites_at": "Sites: {level}",
-        "data_from": "Data from {time}",
-        "ago": "{age} ago",
-        "units": ("s", "min", "h"),
-        "no_data_yet": "No data yet: start the collector (make demo).",
-        "store_busy": "The data store is busy; no new figures could be read.",
-        "showing_previous": "Showing the figures from {time}.",
-        "store_error": "The data store cannot be read.",
-        "stale": "The newest data is {age} old: check the collector and the counters.",
-        "silent_sites": "{n} of {total} sites report no data: {names}",
-        "over": "Over capacity",
-        "crowded": "Crowded",
-        "boundary_missing": "Province boundary unreadable ({error}); the map shows the sites only.",
-        "attribution": "Ranh giới: gis.chinhphu.vn",
-        "col_name": "Site",
-        "col_level": "Load level",
-        "col_occupancy": "Visitors now",
-        "col_capacity": "Capacity",
-        "col_load": "% of capacity",
-        "col_last_hour": "Arrivals last hour",
-        "col_silent": "Silent gates",
-        "col_last": "Last reading",
-        "tip_occupancy": "Visitors / capacity",
-        "tip_last_hour": "Arrivals last hour",
-        "tip_age": "Data",
-    },
-    "zh": {
-        "title": "谅山旅游景点客流",
-        "visitors_now": "当前在场游客",
-        "arrivals_today": "今日到访",
-        "sites_at": "{level}景点",
-        "data_from": "数据时间 {time}",
-        "ago": "{age}前",
-        "units": ("秒", "分钟", "小时"),
-        "no_data_yet": "暂无数据：请启动采集程序（make demo）。",
-        "store_busy": "数据库繁忙，暂时无法读取新数据。",
-        "showing_previous": "显示 {time} 的数据。",
-        "store_error": "无法读取数据库。",
-        "stale": "最新数据来自 {age}前：请检查采集程序和计数器。",
-        "silent_sites": "{total} 个景点中有 {n} 个无数据：{names}",
-        "over": "超载",
-        "crowded": "拥挤",
-        "boundary_missing": "无法读取省界（{error}）；地图仅显示景点。",
-        "attribution": "Ranh giới: gis.chinhphu.vn",
-        "col_name": "景点",
-        "col_level": "负荷等级",
-        "col_occupancy": "当前游客",
-        "col_capacity": "容量",
-        "col_load": "容量占比 %",
-        "col_last_hour": "近1小时到访",
-        "col_silent": "无信号闸口",
-        "col_last": "最后读数",
-        "tip_occupancy": "游客 / 容量",
-        "tip_last_hour": "近1小时到访",
-        "tip_age": "数据",
-    },
-}
+TEXT = page_texts("live")
 DRAW_ORDER = ["no_data", "closed", "normal", "busy", "crowded", "overload"]
 # Local base style served by Streamlit from dashboard/static/ (server.enableStaticServing).
 LOCAL_MAP_STYLE = "app/static/blank_style.json"

@@ -5,53 +5,14 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from shared import page_context, read_store
+from shared import page_context, page_texts, read_store
 
 from visitorflow.live import utc_now
 from visitorflow.settings import Settings
 from visitorflow.site_detail import SiteDetail, site_detail
 from visitorflow.store import Store
 
-TEXT = {
-    "vi": {
-        "title": "Chi tiết điểm", "site": "Điểm", "capacity": "Sức chứa",
-        "today": "Hôm nay so với dự báo",
-        "arrivals": "Lượt đến / giờ", "forecast": "Dự báo", "lower": "Dự báo thấp",
-        "upper": "Dự báo cao", "occupancy": "Khách hiện có", "forecast_occupancy":
-        "Dự báo khách hiện có", "gates": "Theo cổng (lượt vào / giờ)", "devices":
-        "Tình trạng máy đếm", "days": "30 ngày qua (lượt đến / ngày)", "hour": "Giờ",
-        "counter": "Máy đếm", "gate": "Cổng", "last_seen": "Lần cuối", "battery": "Pin %",
-        "status": "Trạng thái", "silent": "Mất tín hiệu", "lost": "Số liệu mất",
-        "recovered": "Số liệu khôi phục", "no_data_yet": "Chưa có dữ liệu: hãy khởi động bộ "
-        "thu (make demo).", "store_busy": "Kho dữ liệu đang bận, thử lại sau ít giây.",
-        "store_error": "Không đọc được kho dữ liệu.", "none": "Chưa có số liệu.",
-    },
-    "en": {
-        "title": "Site detail", "site": "Site", "capacity": "Capacity",
-        "today": "Today against the forecast",
-        "arrivals": "Arrivals / hour", "forecast": "Forecast", "lower": "Forecast low",
-        "upper": "Forecast high", "occupancy": "Visitors on site", "forecast_occupancy":
-        "Forecast visitors on site", "gates": "By gate (people in / hour)", "devices":
-        "Counter health", "days": "Last 30 days (arrivals / day)", "hour": "Hour",
-        "counter": "Counter", "gate": "Gate", "last_seen": "Last seen", "battery": "Battery %",
-        "status": "Status", "silent": "Silent", "lost": "Readings lost",
-        "recovered": "Readings recovered", "no_data_yet": "No data yet: start the collector "
-        "(make demo).", "store_busy": "The data store is busy; try again in a few seconds.",
-        "store_error": "The data store cannot be read.", "none": "Nothing counted yet.",
-    },
-    "zh": {
-        "title": "景点详情", "site": "景点", "capacity": "容量",
-        "today": "今日与预测对比", "arrivals": "每小时到访",
-        "forecast": "预测", "lower": "预测下限", "upper": "预测上限", "occupancy": "在场游客",
-        "forecast_occupancy": "预测在场游客", "gates": "各闸口（每小时进入）",
-        "devices": "计数器状态", "days": "近30天（每日到访）", "hour": "时间",
-        "counter": "计数器", "gate": "闸口", "last_seen": "最后上报", "battery": "电量 %",
-        "status": "状态", "silent": "无信号", "lost": "丢失读数", "recovered": "已恢复读数",
-        "no_data_yet": "暂无数据：请启动采集程序（make demo）。",
-        "store_busy": "数据库繁忙，请稍后再试。", "store_error": "无法读取数据库。",
-        "none": "暂无计数。",
-    },
-}
+TEXT = page_texts("site")
 
 settings, catalogue, lang = page_context()
 T = TEXT[lang]
