@@ -76,6 +76,43 @@ def test_occupancy_levels_and_alert_spells(settings: Settings) -> None:
     assert spell["peak_occupancy"] == 400
     # No alerting component has written an alerts table: say so, never "0 alerts".
     assert va.alert_log(ws) is None
+    assert va.festival_alerts(ws, ["tam_thanh"], day, day) is None
+
+
+def test_festival_alerts_time_their_first_acknowledgement(settings: Settings) -> None:
+    """Two alerts at Tam Thanh on 10 Mar (local): one acknowledged twice (the first after
+    12 min counts), one never; an alert on another day and one at another site stay out."""
+    from visitorflow.store import ALERT_COLUMNS
+
+    ws = _workspace(settings)
+    store = ws.store
+
+    def alert(alert_id: str, site: str, raised_local: str) -> dict:
+        return {"alert_id": alert_id, "site_id": site, "level": "overload", "kind": "live",
+                "raised_at_utc": _utc(raised_local), "cleared_at_utc": pd.NaT,
+                "occupancy": 400, "capacity": 350, "threshold": 1.0, "from_utc": pd.NaT,
+                "p_overload": None, "run_id": None, "message": "m", "recommended_action": "a"}
+
+    raised = pd.DataFrame([alert("a1", "tam_thanh", "2026-03-10T10:00"),
+                           alert("a2", "tam_thanh", "2026-03-10T15:00"),
+                           alert("a3", "tam_thanh", "2026-03-11T10:00"),
+                           alert("a4", "nhi_thanh", "2026-03-10T10:00")])[ALERT_COLUMNS]
+    store.apply_alert_changes(raised, [], _utc("2026-03-10T10:00"))
+    store.acknowledge_alert("a1", "lan", "gate metered", _utc("2026-03-10T10:12"))
+    store.acknowledge_alert("a1", "minh", "still full", _utc("2026-03-10T10:40"))
+    store.acknowledge_alert("a4", "lan", "ok", _utc("2026-03-10T10:05"))
+
+    day = date(2026, 3, 10)
+    alerts = va.festival_alerts(ws, ["tam_thanh"], day, day)
+    assert list(alerts["alert_id"]) == ["a1", "a2"]
+    first = alerts.iloc[0]
+    assert first["acks"] == 2 and first["first_acked_by"] == "lan"
+    assert first["minutes_to_ack"] == pytest.approx(12.0)
+    assert first["raised_local"] == pd.Timestamp("2026-03-10T10:00")
+    assert pd.isna(alerts.iloc[1]["minutes_to_ack"]) and alerts.iloc[1]["acks"] == 0
+    summary = va.acknowledgement_times(alerts).iloc[0]
+    assert (summary["raised"], summary["acknowledged"], summary["unacknowledged"]) == (2, 1, 1)
+    assert summary["median_minutes_to_ack"] == pytest.approx(12.0)
 
 
 def _hourly_counts(store: Store, site: str, gate: str, first_local: datetime, days: int,

@@ -6,6 +6,7 @@ collector-like writer, while a held connection does."""
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -105,6 +106,12 @@ def test_notebooks_report_the_festival_they_were_given(nb_settings: Settings) ->
     text = printed(notebook)
     assert "ky_cung_ta_phu 2026-03-10 to 2026-03-15" in text
     assert "overloaded" in text and " 0.0 h overloaded" not in text
+    # Alerts the real evaluation raised over the festival, and the simulated operator's
+    # acknowledgements (tests/analysis_support.py): counted, and timed in minutes.
+    alerts_line = re.search(r"ALERTS: (\d+) raised, (\d+) acknowledged, median (\d+) min", text)
+    assert alerts_line, text[-2000:]
+    raised, acknowledged, median = map(int, alerts_line.groups())
+    assert 0 < acknowledged < raised and 2 <= median <= 40
 
 
 def test_a_failing_cell_fails_the_run(nb_settings: Settings, tmp_path: Path) -> None:

@@ -561,6 +561,48 @@ def alert_log(ws: Workspace) -> pd.DataFrame | None:
     return ws.store.alerts()
 
 
+def festival_alerts(
+    ws: Workspace, site_ids: Sequence[str], first: date, last: date
+) -> pd.DataFrame | None:
+    """Alerts raised for the sites over local days first..last, one row per alert with how it
+    was acknowledged: acks (how many), first_acked_by, first_acked_local and minutes_to_ack
+    (raised → first acknowledgement; NaN while nobody did), raised/cleared in local time.
+    None when the store has no alerts table (no alert evaluation ever ran on it)."""
+    start_utc, end_utc = local_day_bounds_utc(first, last, ws.settings.timezone)
+    audit = ws.store.alert_audit(since_utc=start_utc)
+    if audit is None:
+        return None
+    audit = audit[(audit["raised_at_utc"] < end_utc) & audit["site_id"].isin(site_ids)]
+    audit = audit.sort_values(["alert_id", "acked_at_utc"])
+    first_ack = audit.groupby("alert_id", sort=False).agg(
+        acks=("acked_at_utc", "count"), first_acked_at_utc=("acked_at_utc", "min"),
+        first_acked_by=("acked_by", "first"))
+    alerts = (audit.drop_duplicates("alert_id")
+              .drop(columns=["acked_at_utc", "acked_by", "note"])
+              .join(first_ack, on="alert_id"))
+    alerts["minutes_to_ack"] = (
+        (alerts["first_acked_at_utc"] - alerts["raised_at_utc"]).dt.total_seconds() / 60)
+    tz = ws.settings.timezone
+    for col in ("raised_at_utc", "cleared_at_utc", "first_acked_at_utc"):
+        alerts[col.replace("_at_utc", "_local")] = to_local(alerts[col], tz)
+    return alerts[["alert_id", "site_id", "kind", "level", "raised_local", "cleared_local",
+                   "occupancy", "capacity", "p_overload", "acks", "first_acked_by",
+                   "first_acked_local", "minutes_to_ack", "message"]].sort_values(
+        ["raised_local", "site_id"]).reset_index(drop=True)
+
+
+def acknowledgement_times(alerts: pd.DataFrame) -> pd.DataFrame:
+    """Per site, kind and level: alerts raised, acknowledged, left unacknowledged, and the
+    median and slowest minutes from raising to the first acknowledgement."""
+    grouped = alerts.groupby(["site_id", "kind", "level"])
+    out = grouped.agg(raised=("alert_id", "count"),
+                      acknowledged=("minutes_to_ack", "count"),
+                      median_minutes_to_ack=("minutes_to_ack", "median"),
+                      max_minutes_to_ack=("minutes_to_ack", "max"))
+    out.insert(2, "unacknowledged", out["raised"] - out["acknowledged"])
+    return out.reset_index()
+
+
 def counter_health(
     ws: Workspace, site_ids: Sequence[str], first: date, last: date
 ) -> pd.DataFrame:
