@@ -11,6 +11,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from visitorflow.catalogue import Catalogue
+from visitorflow.limits import effective_limits, thresholds_of
 from visitorflow.load import LEVEL_COLOURS, load_level
 from visitorflow.settings import Settings
 from visitorflow.store import Store
@@ -72,10 +73,14 @@ def live_snapshot(
     """`live_status` and, from the same queries, every gate with its last reading and
     whether it is silent (`silent_gates`): what a live page needs, read once."""
     now_utc = now_utc or utc_now()
-    counts = store.site_counts(local_day_start_utc(now_utc, settings), now_utc).set_index(
-        "site_id"
-    )
-    gates = silent_gates(store.gate_health(), catalogue, settings, now_utc)
+    with store.session():  # one store connection for the refresh's reads
+        # Capacities and thresholds in force (admins' overrides included).
+        catalogue, limits = effective_limits(store, catalogue, settings)
+        counts = store.site_counts(local_day_start_utc(now_utc, settings), now_utc).set_index(
+            "site_id"
+        )
+        health = store.gate_health()
+    gates = silent_gates(health, catalogue, settings, now_utc)
     local_now = now_utc.replace(tzinfo=UTC).astimezone(settings.tz)
     rows = []
     for site in catalogue.sites:
@@ -87,7 +92,8 @@ def live_snapshot(
         occupancy = int(counts.at[site.id, "occupancy"]) if in_counts else 0
         is_open = site.is_open(local_now)
         level = load_level(
-            occupancy, site.capacity, settings.load, has_data=has_data, is_open=is_open
+            occupancy, site.capacity, thresholds_of(limits, site.id), has_data=has_data,
+            is_open=is_open,
         )
         rows.append(
             {

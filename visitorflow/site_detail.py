@@ -117,15 +117,19 @@ def site_detail(
     day_start = local_day_start_utc(now_utc, settings)
     day_end = day_start + timedelta(days=1)
     since = day_start - timedelta(days=days)
-    forecast = store.latest_forecast(site_id=site_id, granularity="hourly")
+    with store.session():  # one store connection for the page's few reads
+        forecast = store.latest_forecast(site_id=site_id, granularity="hourly")
+        health = store.gate_health()
+        minutes = store.minute_counts(day_start, now_utc, site_id)
+        gate_counts = store.gate_interval_counts(day_start, day_end, 3600, [site_id])
+        gaps = store.reading_gaps()
+        hourly_counts = store.site_hourly_counts(since, day_start, [site_id])
     forecast = forecast[(pd.to_datetime(forecast["ts_utc"]) >= pd.Timestamp(day_start))
                         & (pd.to_datetime(forecast["ts_utc"]) < pd.Timestamp(day_end))]
-    gates = silent_gates(store.gate_health(), catalogue, settings, now_utc)
+    gates = silent_gates(health, catalogue, settings, now_utc)
     return SiteDetail(
-        today=hourly_today(store.minute_counts(day_start, now_utc, site_id), forecast,
-                           day_start, now_utc, settings),
-        gates=gates_today(store.gate_interval_counts(day_start, day_end, 3600, [site_id]),
-                          settings),
-        devices=device_health(gates, store.reading_gaps(), site_id, since, settings),
-        days=daily_history(store.site_hourly_counts(since, day_start, [site_id]), settings),
+        today=hourly_today(minutes, forecast, day_start, now_utc, settings),
+        gates=gates_today(gate_counts, settings),
+        devices=device_health(gates, gaps, site_id, since, settings),
+        days=daily_history(hourly_counts, settings),
     )

@@ -35,6 +35,31 @@ def hours(index: pd.Index) -> list[str]:
     return [pd.Timestamp(t).strftime("%H:%M") for t in index]
 
 
+# Vega-Lite specs written out rather than st.line_chart / st.bar_chart: those build an Altair
+# chart on every refresh, ~60 ms of server CPU each; a spec costs ~3 ms
+# (bench/results.md, issue 6).
+def line_chart(frame: pd.DataFrame, x_title: str, y_title: str) -> dict:
+    """One line per column of `frame` (index: the x axis, in order), named by the column."""
+    long = frame.rename_axis("x").reset_index().melt("x", var_name="series", value_name="y")
+    return {"data": long, "spec": {
+        "mark": {"type": "line", "point": False},
+        "encoding": {
+            "x": {"field": "x", "type": "ordinal", "title": x_title, "sort": None},
+            "y": {"field": "y", "type": "quantitative", "title": y_title},
+            "color": {"field": "series", "type": "nominal", "title": None,
+                      "sort": list(frame.columns)},
+        }}}
+
+
+def bar_chart(series: pd.Series, x_title: str | None, y_title: str) -> dict:
+    """One bar per index label of `series`, in order."""
+    frame = series.rename_axis("x").reset_index(name="y")
+    return {"data": frame, "spec": {
+        "mark": "bar",
+        "encoding": {"x": {"field": "x", "type": "ordinal", "title": x_title, "sort": None},
+                     "y": {"field": "y", "type": "quantitative", "title": y_title}}}}
+
+
 @st.fragment(run_every=refresh_s)
 def site_view() -> None:
     d = read_store(lambda: detail(site_id, settings), T)
@@ -47,12 +72,13 @@ def site_view() -> None:
     band = {"arrivals": T["arrivals"], "forecast_arrivals": T["forecast"],
             "forecast_lower": T["lower"], "forecast_upper": T["upper"]}
     left, right = st.columns(2)
-    left.line_chart(today[[c for c in band if c in today]].rename(columns=band),
-                    x_label=T["hour"], y_label=T["arrivals"])
+    left.vega_lite_chart(**line_chart(today[[c for c in band if c in today]]
+                                      .rename(columns=band), T["hour"], T["arrivals"]),
+                         width="stretch")
     occ = {"occupancy": T["occupancy"], "forecast_occupancy": T["forecast_occupancy"]}
-    right.line_chart(today[[c for c in occ if c in today]].rename(columns=occ)
-                     .assign(**{T["capacity"]: site.capacity}),
-                     x_label=T["hour"], y_label=T["occupancy"])
+    right.vega_lite_chart(**line_chart(today[[c for c in occ if c in today]].rename(columns=occ)
+                                       .assign(**{T["capacity"]: site.capacity}),
+                                       T["hour"], T["occupancy"]), width="stretch")
 
     st.subheader(T["gates"])
     if d.gates.empty:
@@ -81,7 +107,8 @@ def site_view() -> None:
     if d.days.empty:
         st.caption(T["none"])
     else:
-        st.bar_chart(d.days.set_index("day_local")["arrivals"], y_label=T["arrivals"])
+        days = d.days.set_index(pd.to_datetime(d.days["day_local"]).dt.strftime("%d/%m"))
+        st.vega_lite_chart(**bar_chart(days["arrivals"], None, T["arrivals"]), width="stretch")
 
 
 site_view()
