@@ -18,18 +18,19 @@ from visitorflow.load import LEVEL_COLOURS, LoadLevel
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store
 
-from .conftest import hold_store_lock
+from .conftest import DASHBOARD_USERS, hold_store_lock, sign_in
 
 # AppTest resolves a relative path against the calling file (tests/), not the working folder.
 APP = PROJECT_ROOT / "dashboard" / "app.py"
 LOCAL_STYLE = "app/static/blank_style.json"
 
 
-pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
+# Every page needs a signed-in official: the viewer's account, made per test.
+pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches", "dashboard_users")
 
 
 def run_app() -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=30).run()
+    at = sign_in(AppTest.from_file(APP, default_timeout=30).run(), DASHBOARD_USERS["viewer"])
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -1,5 +1,6 @@
-"""The live page in a real headless Chromium: the map draws, keeps the official's pan across
-refreshes, and nothing leaves the machine."""
+"""The dashboard in a real headless Chromium: officials sign in; the map draws, keeps the
+official's pan across refreshes, and nothing leaves the machine; an operator acknowledges an
+alert and a viewer cannot."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ from visitorflow.contract import Reading
 from visitorflow.live import utc_now
 from visitorflow.settings import PROJECT_ROOT, Settings
 from visitorflow.store import Store
+
+from .conftest import TEST_PASSWORD
 
 pytestmark = pytest.mark.browser
 
@@ -58,8 +61,11 @@ def chromium() -> Path:
 
 
 @pytest.fixture
-def dashboard_url(dashboard_store: Settings, tmp_path: Path) -> Iterator[str]:
-    """`streamlit run dashboard/app.py` on a free port against the test's store."""
+def dashboard_url(
+    dashboard_store: Settings, dashboard_users: dict[str, str], tmp_path: Path
+) -> Iterator[str]:
+    """`streamlit run dashboard/app.py` on a free port against the test's store, with an
+    account per role (conftest.dashboard_users)."""
     port = _free_port()
     log_path = tmp_path / "streamlit.log"
     env = os.environ.copy()  # carries VISITORFLOW_STORE__PATH from the settings fixture
@@ -85,6 +91,20 @@ def dashboard_url(dashboard_store: Settings, tmp_path: Path) -> Iterator[str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def sign_in(page, url: str, name: str) -> None:  # noqa: ANN001 - a Playwright page
+    """Open the dashboard at `url` and sign in through its form, as an official does."""
+    page.goto(url)
+    page.get_by_label("Tên đăng nhập").fill(name)
+    page.get_by_label("Mật khẩu").fill(TEST_PASSWORD)
+    page.get_by_role("button", name="Đăng nhập").click()
+    page.get_by_text(f"Đăng nhập: {name}").wait_for(timeout=60_000)
+
+
+def open_alerts_page(page) -> None:  # noqa: ANN001 - a Playwright page
+    """Through the sidebar, as an official does (a reload would start a new session)."""
+    page.locator('[data-testid="stSidebarNav"]').get_by_text("Cảnh báo", exact=True).click()
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -122,7 +142,8 @@ def _is_local(url: str) -> bool:
 
 
 def test_map_draws_offline_and_keeps_the_pan_across_refreshes(
-    chromium: Path, dashboard_url: str, dashboard_store: Settings, tmp_path: Path
+    chromium: Path, dashboard_url: str, dashboard_store: Settings, tmp_path: Path,
+    dashboard_users: dict[str, str],
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -134,7 +155,7 @@ def test_map_draws_offline_and_keeps_the_pan_across_refreshes(
             context.on("request", lambda req: requests.append(req.url))
             page = context.new_page()
             page.on("websocket", lambda ws: requests.append(ws.url))
-            page.goto(dashboard_url)
+            sign_in(page, dashboard_url, dashboard_users["viewer"])
             page.wait_for_selector(f"{MAP} canvas", timeout=60_000)
             # The style, then the layers, draw a moment after the canvas appears. (Not
             # "networkidle": on a loaded machine the live page's refreshes kept it from
@@ -197,8 +218,9 @@ def test_map_draws_offline_and_keeps_the_pan_across_refreshes(
     )
 
 
-def test_an_operator_acknowledges_an_overload_alert_in_the_browser(
-    chromium: Path, dashboard_url: str, dashboard_store: Settings, tmp_path: Path
+def test_a_viewer_cannot_acknowledge_and_an_operator_can(
+    chromium: Path, dashboard_url: str, dashboard_store: Settings, tmp_path: Path,
+    dashboard_users: dict[str, str],
 ) -> None:
     from playwright.sync_api import sync_playwright
 
@@ -217,12 +239,24 @@ def test_an_operator_acknowledges_an_overload_alert_in_the_browser(
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
         try:
-            page = browser.new_page(viewport={"width": 1400, "height": 1300})
-            page.goto(dashboard_url + "alerts")
+            # A viewer (own browser context: own session) sees the alerts, no control.
+            viewer = browser.new_context(viewport={"width": 1400, "height": 1300}).new_page()
+            sign_in(viewer, dashboard_url, dashboard_users["viewer"])
+            open_alerts_page(viewer)
+            viewer.get_by_text("Cảnh báo đang mở (3)").wait_for(timeout=60_000)
+            viewer.get_by_text("Bạn đăng nhập với quyền xem").wait_for(timeout=10_000)
+            viewer_text = viewer.inner_text("body")
+            viewer_buttons = viewer.get_by_role("button", name="Xác nhận", exact=True).count()
+            viewer_notes = viewer.get_by_label("Ghi chú").count()
+            viewer.screenshot(path=str(tmp_path / "alerts_viewer.png"), full_page=True)
+
+            page = browser.new_context(viewport={"width": 1400, "height": 1300}).new_page()
+            sign_in(page, dashboard_url, dashboard_users["operator"])
+            open_alerts_page(page)
             page.get_by_text("Cảnh báo đang mở (3)").wait_for(timeout=60_000)
             text = page.inner_text("body")
-            # The most severe alert comes first: its inputs are the first ones.
-            page.get_by_label("Người xác nhận").first.fill("Nguyễn Văn A")
+            # The most severe alert comes first: its inputs are the first ones. No name to
+            # type: the signed-in operator is who acknowledges.
             page.get_by_label("Ghi chú").first.fill("Đã điều tiết cổng")
             page.get_by_role("button", name="Xác nhận", exact=True).first.click()
             page.get_by_text("Đã lưu xác nhận.").wait_for(timeout=10 * REFRESH_S * 1000)
@@ -230,9 +264,11 @@ def test_an_operator_acknowledges_an_overload_alert_in_the_browser(
         finally:
             browser.close()
 
+    assert "Động Tam Thanh" in viewer_text and "Quá tải" in viewer_text, viewer_text[:2000]
+    assert (viewer_buttons, viewer_notes) == (0, 0), "a viewer must get no acknowledge control"
     assert "Động Tam Thanh" in text and "Quá tải" in text, text[:2000]
     audit = store.alert_audit()
     acked = audit[audit["acked_by"].notna()]
     assert list(zip(acked["alert_id"], acked["acked_by"], acked["note"], strict=True)) == [
-        (tam_thanh["alert_id"], "Nguyễn Văn A", "Đã điều tiết cổng")
+        (tam_thanh["alert_id"], dashboard_users["operator"], "Đã điều tiết cổng")
     ]

@@ -173,12 +173,14 @@ def load_catalogue(path: Path) -> Catalogue:
         ) from None
     except yaml.YAMLError as exc:
         raise CatalogueError(f"{path} is not valid YAML: {exc}") from None
+    except UnicodeDecodeError:
+        raise CatalogueError(f"{path} is not UTF-8 text; save it as UTF-8") from None
     try:
         return Catalogue.model_validate(raw)
     except ValidationError as exc:
         raise CatalogueError(f"{path} is invalid: " + "; ".join(
             _describe(raw, err) for err in exc.errors()
-        )) from None
+        ) + f". Fix these fields in {path} (data/README.md describes each one).") from None
 
 
 def _describe(raw: object, err: dict) -> str:

@@ -2,8 +2,9 @@
 and the audit of every alert and acknowledgement.
 
 The collector evaluates alerts once a minute (visitorflow.alerts.run_alert_step); this page
-only reads them, once per refresh for all sessions, and writes an acknowledgement when an
-operator gives one.
+only reads them, once per refresh for all sessions. Operators (and admins) acknowledge an
+alert as themselves (the signed-in user is `acked_by`) and edit the recommended action
+texts (stored with who and when; data/alert_actions.yaml stays the default); viewers see.
 """
 
 from __future__ import annotations
@@ -13,9 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 import streamlit as st
-from shared import local_time, page_context, page_texts, read_store
+from shared import current_user, local_time, page_context, page_texts, read_store, user_with_role
 
-from visitorflow.alerts import alert_message, load_actions, recommended_action
+from visitorflow.alerts import (
+    ACTION_KEYS,
+    alert_message,
+    load_actions,
+    recommended_action,
+    with_action_edits,
+)
 from visitorflow.live import utc_now
 from visitorflow.load import LEVEL_LABELS, LoadLevel
 from visitorflow.settings import Settings
@@ -27,19 +34,30 @@ LEVEL_BOX = {"overload": st.error, "crowded": st.warning, "busy": st.info}
 settings, catalogue, lang = page_context()
 T = TEXT[lang]
 st.title(T["title"])
+user = current_user()
+can_act = user is not None and user.can("operator")
 refresh_s = settings.dashboard.refresh_s
 
 
 @st.cache_data(ttl=refresh_s, max_entries=4, show_spinner=False)
-def alert_state(_settings: Settings) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
-    """Open alerts and the last 30 days' audit: read once per refresh, shared by sessions."""
+def alert_state(
+    _settings: Settings,
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame]:
+    """Open alerts, the last 30 days' audit and the edited action texts: read once per
+    refresh, shared by sessions."""
     store = Store.from_settings(_settings)
-    return store.open_alerts(), store.alert_audit(utc_now() - timedelta(days=30))
+    return (store.open_alerts(), store.alert_audit(utc_now() - timedelta(days=30)),
+            store.action_texts())
 
 
 @st.cache_resource(show_spinner=False)
 def actions_at(path: str, mtime: float) -> dict:
     return load_actions(Path(path))
+
+
+def file_actions() -> dict:
+    path = settings.alerts.actions_path
+    return actions_at(str(path), path.stat().st_mtime)
 
 
 def site_name(site_id: str) -> str:
@@ -54,15 +72,18 @@ def shown_message(row: pd.Series) -> str:
 
 
 def acknowledge(alert_id: str) -> None:
-    who = st.session_state[f"ack_by_{alert_id}"].strip()
+    who = user_with_role("operator")
+    if who is None:
+        st.session_state["ack_problem"] = T["not_allowed"]
+        return
     note = st.session_state[f"ack_note_{alert_id}"].strip()
-    if not who or not note:
-        st.session_state["ack_problem"] = T["need_both"]
+    if not note:
+        st.session_state["ack_problem"] = T["need_note"]
         return
     # A write from the dashboard: rare, so it takes the store's one-writer-at-a-time lock
     # through the same short-lived, retried connection as the collector (Store._connect).
     try:
-        Store.from_settings(settings).acknowledge_alert(alert_id, who, note, utc_now())
+        Store.from_settings(settings).acknowledge_alert(alert_id, who.name, note, utc_now())
     except StoreError as exc:
         st.session_state["ack_problem"] = f"{T['store_busy']} {exc}"
         return
@@ -82,12 +103,13 @@ def open_alert(row: pd.Series, actions: dict) -> None:
             st.success(T["acked"].format(
                 who=row["acked_by"], time=local_time(row["acked_at_utc"], settings),
                 note=row["ack_note"]))
+        if not can_act:  # viewers see alerts; only operators and admins acknowledge
+            return
         # A form: the page refreshes itself every few seconds, and widgets outside a form
         # send each value on its own, so a refresh between typing and clicking lost it.
         with st.form(key=f"ack_form_{row['alert_id']}", border=False):
-            left, right, button = st.columns([1, 2, 0.6], vertical_alignment="bottom")
-            left.text_input(T["operator"], key=f"ack_by_{row['alert_id']}")
-            right.text_input(T["note"], key=f"ack_note_{row['alert_id']}")
+            note, button = st.columns([3, 0.6], vertical_alignment="bottom")
+            note.text_input(T["note"], key=f"ack_note_{row['alert_id']}")
             button.form_submit_button(T["ack"], key=f"ack_{row['alert_id']}",
                                       on_click=acknowledge, args=(row["alert_id"],))
 
@@ -118,12 +140,13 @@ def alerts_view() -> None:
     state = read_store(lambda: alert_state(settings), T)
     if state is None:
         return
-    open_alerts, audit = state
+    open_alerts, audit, edits = state
     if open_alerts is None:
         st.info(T["not_evaluated"])
         return
-    path = settings.alerts.actions_path
-    actions = actions_at(str(path), path.stat().st_mtime)
+    actions = with_action_edits(file_actions(), edits)
+    if not can_act:
+        st.caption(T["viewer_only"])
 
     st.subheader(f"{T['open']} ({len(open_alerts)})")
     if open_alerts.empty:
@@ -135,4 +158,57 @@ def alerts_view() -> None:
     st.dataframe(audit_table(audit), hide_index=True, width="stretch")
 
 
+def action_label(key: str) -> str:
+    if key == "forecast_overload":
+        return f"{T['forecast']} · {LEVEL_LABELS[LoadLevel.OVERLOAD][lang]}"
+    return LEVEL_LABELS[LoadLevel(key)][lang]
+
+
+def save_action_texts(site_id: str, key: str, current: dict[str, str]) -> None:
+    who = user_with_role("operator")
+    if who is None:
+        st.session_state["ack_problem"] = T["not_allowed"]
+        return
+    changed = {code: st.session_state[f"action_{site_id}_{key}_{code}"].strip()
+               for code in current}
+    changed = {code: text for code, text in changed.items() if text != current[code]}
+    if any(not text for text in changed.values()):
+        st.session_state["ack_problem"] = T["need_text"]
+        return
+    try:
+        for code, text in changed.items():
+            Store.from_settings(settings).set_action_text(site_id, key, code, text, who.name,
+                                                          utc_now(), baseline=current[code])
+    except (StoreError, ValueError) as exc:
+        st.session_state["ack_problem"] = f"{T['store_busy']} {exc}"
+        return
+    st.session_state["ack_done"] = T["action_saved"]
+    alert_state.clear()
+
+
+def action_editor() -> None:
+    """Operators edit the recommended action of a level, for every site or one."""
+    state = read_store(lambda: alert_state(settings), T)
+    actions = with_action_edits(file_actions(), state[2] if state else pd.DataFrame(
+        columns=["site_id", "action_key", "lang", "text"]))
+    with st.expander(T["edit_actions"]):
+        left, right = st.columns(2)
+        site_id = left.selectbox(
+            T["col_site"], ["*", *(s.id for s in catalogue.sites)], key="action_site",
+            format_func=lambda i: T["all_sites"] if i == "*" else site_name(i))
+        key = right.selectbox(T["col_level"], ACTION_KEYS, key="action_key",
+                              format_func=action_label)
+        level = "overload" if key == "forecast_overload" else key
+        kind = "forecast" if key == "forecast_overload" else "live"
+        current = {code: recommended_action(actions, "" if site_id == "*" else site_id, kind,
+                                            level, code) for code in ("vi", "en", "zh")}
+        with st.form(key=f"action_form_{site_id}_{key}", border=False):
+            for code, text in current.items():
+                st.text_area(code, value=text, key=f"action_{site_id}_{key}_{code}", height=68)
+            st.form_submit_button(T["save_action"], key="save_action",
+                                  on_click=save_action_texts, args=(site_id, key, current))
+
+
 alerts_view()
+if can_act:
+    action_editor()
