@@ -29,6 +29,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from ingest.broker import start_broker
+from ingest.broker_auth import TEST_FLEET, cli_auth_args
 from tests.conftest import free_port
 from tests.ingest_support import WindowPublisher, native_stream
 from visitorflow.catalogue import load_catalogue
@@ -78,6 +79,7 @@ def baseline_rate(port: int, messages: list[tuple[str, bytes]], window: int) -> 
     """msg/s from the first publish until mosquitto_sub has received every message."""
     sub = subprocess.Popen(
         [shutil.which("mosquitto_sub") or "mosquitto_sub", "-h", "127.0.0.1", "-p", str(port),
+         *cli_auth_args(get_settings(), TEST_FLEET),
          "-q", "1", "-t", "bench/#", "-C", str(len(messages)), "-i", "bench-sub"],
         stdout=subprocess.DEVNULL,
     )
@@ -97,6 +99,9 @@ def one_run(n: int, window: int, latency_s: float, work: Path) -> dict[str, floa
     os.environ["VISITORFLOW_STORE__PATH"] = str(work / "store.duckdb")
     os.environ["VISITORFLOW_MQTT__PORT"] = str(port)
     os.environ["VISITORFLOW_CONFIG"] = str(work / "none.toml")
+    # The broker refuses anonymous clients: this run's accounts, with the test-fleet one.
+    os.environ["VISITORFLOW_MQTT__SECRETS_DIR"] = str(work / "secrets")
+    os.environ["VISITORFLOW_MQTT__TEST_ACCOUNT"] = "true"
     (work / "none.toml").write_text("", encoding="utf-8")
     get_settings.cache_clear()
     settings = get_settings()

@@ -2,6 +2,8 @@
 
 `python -m ingest.broker` runs it in the foreground on the settings' port; tests and the
 demo use `start_broker()`, which returns the process once the port accepts connections.
+Both first make or refresh the broker's accounts and ACL from the site catalogue
+(ingest/broker_auth.py; existing passwords are kept): anonymous clients are refused.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import sys
 import time
 from pathlib import Path
 
-from visitorflow.settings import PROJECT_ROOT, get_settings
+from ingest.broker_auth import BrokerAuthError, broker_config_lines, ensure_accounts
+from visitorflow.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 
 TEMPLATE = Path(__file__).with_name("mosquitto.conf")
 INSTALL_HINT = (
@@ -36,8 +39,16 @@ def mosquitto_binary() -> str:
     return found
 
 
-def write_config(run_dir: Path, port: int, host: str = "127.0.0.1") -> Path:
-    """Copy the repo's config into `run_dir` and add this run's listener and folders."""
+def write_config(run_dir: Path, port: int, host: str = "127.0.0.1",
+                 settings: Settings | None = None) -> Path:
+    """Copy the repo's config into `run_dir` and add this run's listeners, accounts and
+    folders (accounts from the settings' secrets folder, made if missing)."""
+    settings = settings or get_settings()
+    try:
+        ensure_accounts(settings)
+        auth = broker_config_lines(settings, host)
+    except BrokerAuthError as exc:
+        raise BrokerError(str(exc)) from None
     run_dir.mkdir(parents=True, exist_ok=True)
     config = run_dir / "mosquitto.conf"
     lines = [
@@ -48,6 +59,7 @@ def write_config(run_dir: Path, port: int, host: str = "127.0.0.1") -> Path:
         # Run as whoever started it: Mosquitto otherwise drops root to the `mosquitto` user,
         # which cannot write the run folder.
         f"user {getpass.getuser()}",
+        *auth,
         "",
     ]
     config.write_text("\n".join(lines), encoding="utf-8")
@@ -65,15 +77,19 @@ def wait_for_port(host: str, port: int, timeout_s: float = 10.0) -> None:
     raise BrokerError(f"broker did not accept connections on {host}:{port} in {timeout_s} s")
 
 
-def start_broker(run_dir: Path, port: int, host: str = "127.0.0.1") -> subprocess.Popen:
-    """Start Mosquitto in the background; returns once it listens."""
-    config = write_config(run_dir, port, host)
+def start_broker(run_dir: Path, port: int, host: str = "127.0.0.1",
+                 settings: Settings | None = None) -> subprocess.Popen:
+    """Start Mosquitto in the background; returns once it listens (on both ports with TLS)."""
+    settings = settings or get_settings()
+    config = write_config(run_dir, port, host, settings)
     log = (run_dir / "mosquitto.log").open("ab")
     proc = subprocess.Popen(
         [mosquitto_binary(), "-c", str(config)], stdout=log, stderr=subprocess.STDOUT
     )
     try:
         wait_for_port(host, port)
+        if settings.mqtt.tls:
+            wait_for_port(host, settings.mqtt.tls_port)
     except BrokerError:
         proc.kill()
         tail = (run_dir / "mosquitto.log").read_text(errors="replace")[-2000:]
@@ -82,13 +98,20 @@ def start_broker(run_dir: Path, port: int, host: str = "127.0.0.1") -> subproces
 
 
 def main(argv: list[str] | None = None) -> int:
-    settings = get_settings()
+    try:
+        settings = get_settings()
+    except SettingsError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--port", type=int, default=settings.mqtt.port)
     parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / "run" / "broker")
     args = parser.parse_args(argv)
     try:
-        config = write_config(args.run_dir, args.port, settings.mqtt.host)
+        config = write_config(args.run_dir, args.port, settings.mqtt.host, settings)
+        print(f"accounts and ACL from {settings.mqtt.secrets_dir}"
+              + (f"; TLS on port {settings.mqtt.tls_port}" if settings.mqtt.tls else ""),
+              flush=True)
         return subprocess.call([mosquitto_binary(), "-c", str(config)])
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)

@@ -18,6 +18,8 @@
 - Each commit re-checks the devices it touched for seq gaps (people recovered from the
   cumulative totals where possible, else the gap recorded as open) and counter resets or
   wraparounds: see visitorflow/ingest_quality.py and the `reading_gaps` table.
+- It logs in with its own read-only account (`collector`, ingest/broker_auth.py), over TLS
+  with `mqtt.tls`; a refused login or subscription is logged and retried, never a crash.
 - `--share-group NAME` subscribes through `$share/NAME/...`: several collectors (each with
   its own `--client-id`) then share the load, and the store's keys keep any reading from
   being stored twice.
@@ -38,6 +40,7 @@ from datetime import UTC, date, datetime, timedelta
 
 import paho.mqtt.client as mqtt
 
+from ingest.broker_auth import COLLECTOR, BrokerAuthError, configure_client
 from visitorflow.alerts import run_alert_step
 from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
 from visitorflow.contract import (
@@ -145,7 +148,6 @@ class Collector:
     # -- MQTT ----------------------------------------------------------------------------
 
     def _make_client(self) -> mqtt.Client:
-        cfg = self.settings.mqtt
         client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
@@ -154,9 +156,10 @@ class Collector:
         )
         client.manual_ack_set(True)
         client.reconnect_delay_set(min_delay=1, max_delay=30)
-        if cfg.username:
-            client.username_pw_set(cfg.username, cfg.password)
+        # The collector's own account (read only); with mqtt.tls, TLS to mqtt.tls_port.
+        self.endpoint = configure_client(client, self.settings, COLLECTOR)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
@@ -164,17 +167,25 @@ class Collector:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
         if reason_code.is_failure:
-            log.error("broker refused the connection: %s", reason_code)
+            # Logged and retried (paho reconnects): fixing the account needs no restart.
+            log.error("broker refused the connection: %s. Check the %r account in %s "
+                      "(python -m ingest.broker_auth generate) or mqtt.username/password",
+                      reason_code, COLLECTOR, self.settings.mqtt.secrets_dir)
             return
         with self._lock:
             self._connection += 1
         # Subscribing on every connect re-subscribes after a reconnect.
         client.subscribe([(topic, 1) for topic in self.topic_filters()])
-        log.info(
-            "connected to %s:%s (session present: %s)",
-            self.settings.mqtt.host, self.settings.mqtt.port, flags.session_present,
-        )
+        log.info("connected to %s:%s (session present: %s)", *self.endpoint,
+                 flags.session_present)
         self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+        refused = [(f, rc) for f, rc in zip(self.topic_filters(), reason_codes, strict=False)
+                   if rc.is_failure]
+        for topic_filter, rc in refused:
+            log.error("broker refused the subscription to %s: %s (the ACL of the %r account)",
+                      topic_filter, rc, COLLECTOR)
 
     def topic_filters(self) -> list[str]:
         """Native counts and status, and The Things Stack uplinks (bridged to this broker);
@@ -191,10 +202,7 @@ class Collector:
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
     def _on_connect_fail(self, client, userdata) -> None:  # noqa: ANN001
-        log.warning(
-            "cannot reach the broker at %s:%s; retrying",
-            self.settings.mqtt.host, self.settings.mqtt.port,
-        )
+        log.warning("cannot reach the broker at %s:%s; retrying", *self.endpoint)
 
     def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
         received = utc_now()
@@ -357,8 +365,7 @@ class Collector:
         """Connect and commit micro-batches until `stop` (or SIGTERM/SIGINT) is set."""
         if stop is not None:
             self._stop = stop
-        cfg = self.settings.mqtt
-        self.client.connect_async(cfg.host, cfg.port, keepalive=cfg.keepalive_s)
+        self.client.connect_async(*self.endpoint, keepalive=self.settings.mqtt.keepalive_s)
         self.client.loop_start()
         interval = self.settings.collector.commit_interval_s
         next_report = time.monotonic() + self.settings.collector.report_every_s
@@ -417,10 +424,14 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, CatalogueError, StoreError) as exc:
         log.error("%s", exc)
         return 2
-    collector = Collector(settings, catalogue, store, client_id=args.client_id,
-                          share_group=args.share_group,
-                          lorawan_interval_s=args.lorawan_interval_s,
-                          max_future_s=args.max_future_s)
+    try:
+        collector = Collector(settings, catalogue, store, client_id=args.client_id,
+                              share_group=args.share_group,
+                              lorawan_interval_s=args.lorawan_interval_s,
+                              max_future_s=args.max_future_s)
+    except BrokerAuthError as exc:
+        log.error("%s", exc)
+        return 2
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: collector.stop())
     log.info("collecting %s into %s", collector.topic_filters(), settings.store.path)

@@ -45,6 +45,7 @@ import numpy as np
 import paho.mqtt.client as mqtt
 import pandas as pd
 
+from ingest.broker_auth import TTN_BRIDGE, BrokerAuthError, configure_client
 from ingest.sim_engine import Engine
 from ingest.sim_faults import Action, FaultInjector
 from ingest.sim_profiles import ProfileModel, load_profiles
@@ -160,21 +161,30 @@ class CounterClient:
             clean_session=True,
             protocol=mqtt.MQTTv311,
         )
-        if settings.mqtt.username:
-            self.client.username_pw_set(settings.mqtt.username, settings.mqtt.password)
+        # Each counter logs in with its own account, which may write only its own gate's
+        # topics (the ACL real counters get). A gate speaking TTN v3 stands for The Things
+        # Stack forwarding its uplinks (`ttn-bridge`): no MQTT status of its own.
+        self.lorawan = gate.counter_id in settings.simulator.faults.ttn_gates
+        self.refused: str | None = None
+        host, port = configure_client(self.client, settings,
+                                      TTN_BRIDGE if self.lorawan else gate.counter_id)
         self.client.max_inflight_messages_set(settings.simulator.max_inflight)
         self.client.max_queued_messages_set(0)
         self.status = status_topic(self.prefix, site.id, gate.id)
-        self.client.will_set(self.status, "offline", qos=1, retain=True)
+        if not self.lorawan:
+            self.client.will_set(self.status, "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_publish = self._on_publish
-        self.client.connect(settings.mqtt.host, settings.mqtt.port, keepalive=30)
+        self.client.connect(host, port, keepalive=30)
         self.client.loop_start()
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
-        if not reason_code.is_failure:
+        if reason_code.is_failure:
+            self.refused = str(reason_code)
+            return
+        if not self.lorawan:
             self._send(self.status, b"online", retain=True, counts=False)
-            self.connected.set()
+        self.connected.set()
 
     def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
         with self.lock:
@@ -211,7 +221,8 @@ class CounterClient:
         """Do what the fault injector decided: publish a counts message (any topic, any
         bytes) or a status change."""
         if action.kind == "status":
-            self._send(self.status, action.payload, retain=True, counts=False)
+            if not self.lorawan:
+                self._send(self.status, action.payload, retain=True, counts=False)
             return
         self.window.acquire()
         self._send(action.topic, action.payload, retain=False, counts=True)
@@ -224,7 +235,8 @@ class CounterClient:
         if self.inflight:
             log.warning("%s: %d messages unacknowledged at exit", self.gate.counter_id,
                         len(self.inflight))
-        self._send(self.status, b"offline", retain=True, counts=False).wait_for_publish(5)
+        if not self.lorawan:
+            self._send(self.status, b"offline", retain=True, counts=False).wait_for_publish(5)
         self.client.disconnect()
         self.client.loop_stop()
 
@@ -325,6 +337,9 @@ def run(
             raise ConnectionError(
                 f"{client.gate.counter_id} could not connect to the broker at "
                 f"{settings.mqtt.host}:{settings.mqtt.port}"
+                + (f": refused ({client.refused}); check its account in "
+                   f"{settings.mqtt.secrets_dir} (python -m ingest.broker_auth generate)"
+                   if client.refused else "")
             )
     end_utc = start_utc + duration if duration else None
     tick_end = start_utc + timedelta(seconds=interval)
@@ -446,7 +461,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         sent = run(settings, catalogue, start, duration, speed, args.truth_log, stop,
                    args.truth_dir)
-    except (ConnectionError, OSError) as exc:
+    except (ConnectionError, OSError, BrokerAuthError) as exc:
         log.error("%s", exc)
         return 2
     log.info("done: %d messages acknowledged by the broker", sent)

@@ -11,8 +11,9 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import yaml
 
+from ingest.broker_auth import TEST_FLEET, apply_account
 from visitorflow.catalogue import Catalogue, load_catalogue
-from visitorflow.settings import PROJECT_ROOT
+from visitorflow.settings import PROJECT_ROOT, get_settings
 
 # Two LoRaWAN counters for the tests: a VS133-type at Kỳ Lừa north gate, a VS350-type at
 # the Kỳ Lừa south gate. Test values, not real devices.
@@ -89,6 +90,8 @@ class WindowPublisher:
         self.acked = 0
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
                                   protocol=mqtt.MQTTv311)
+        # Publishes for many counters at once: the tests' and benchmarks' own account.
+        apply_account(self.client, get_settings(), TEST_FLEET)
         self.client.max_inflight_messages_set(window)
         self.client.max_queued_messages_set(0)
         self.client.on_publish = self._on_publish

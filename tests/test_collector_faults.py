@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from ingest.broker import start_broker
+from ingest.broker_auth import cli_auth_args
 from visitorflow.catalogue import Catalogue
 from visitorflow.live import no_data_notices, utc_now
 from visitorflow.settings import Settings, get_settings
@@ -130,6 +131,7 @@ def test_a_counter_whose_last_will_says_offline_shows_no_data_since(
     status = "langson/v1/den_ky_cung/main/status"
     counter = subprocess.Popen(
         [shutil.which("mosquitto_pub") or "mosquitto_pub", "-h", "127.0.0.1", "-p", str(broker),
+         *cli_auth_args(settings, "lsn-den_ky_cung-main"),  # the counter's own account
          "-q", "1", "-t", "langson/v1/den_ky_cung/main/counts", "-l",
          "--will-topic", status, "--will-payload", "offline", "--will-qos", "1",
          "--will-retain"],
