@@ -1,5 +1,7 @@
 """Holidays for Prophet per site: Vietnam's national holidays plus the Lạng Sơn festivals that
-concern the site (data/festivals.yaml: `sites: []` means province-wide), with windows.
+concern the site (data/festivals.yaml: `sites: []` means province-wide), with windows, and
+the lunar-calendar seasons of data/lunar_seasons.yaml that concern the site's kind (the
+spring pilgrimage season, the days before Tết, the 1st and 15th at temples).
 
 A DataFrame out in Prophet's holidays format: holiday, ds, lower_window, upper_window.
 """
@@ -7,11 +9,69 @@ A DataFrame out in Prophet's holidays format: holiday, ds, lower_window, upper_w
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
+from functools import lru_cache
+from pathlib import Path
 
 import pandas as pd
+import vnlunar
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from visitorflow.festivals import festival_days, national_holidays
+from visitorflow.festivals import VIETNAM_UTC_OFFSET_H, festival_days, national_holidays
+
+SEASONS_PATH = Path(__file__).resolve().parent.parent / "data" / "lunar_seasons.yaml"
+
+
+class LunarSeason(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    months: tuple[int, ...] = ()  # empty: every lunar month
+    first_day: int = Field(ge=1, le=30)
+    last_day: int = Field(ge=1, le=30)
+    kinds: tuple[str, ...] = ()  # empty: every site
+    basis: str
+
+
+@lru_cache(maxsize=4)
+def load_seasons(path: Path = SEASONS_PATH) -> tuple[LunarSeason, ...]:
+    """The lunar seasons of data/lunar_seasons.yaml; a clear error when the file is unusable."""
+    try:
+        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        return tuple(LunarSeason.model_validate(s) for s in raw["seasons"])
+    except (OSError, KeyError, TypeError, yaml.YAMLError, ValidationError) as exc:
+        raise ValueError(f"lunar seasons file {path} is unusable: {exc}") from None
+
+
+@lru_cache(maxsize=16)
+def lunar_calendar(year: int) -> pd.DataFrame:
+    """Every solar day of `year` with its Vietnamese lunar day and month: date, lunar_day,
+    lunar_month."""
+    rows = []
+    day = date(year, 1, 1)
+    while day.year == year:
+        lunar = vnlunar.convert_solar_to_lunar(day.day, day.month, day.year,
+                                               VIETNAM_UTC_OFFSET_H)
+        rows.append((day, lunar["day"], lunar["month"]))
+        day += timedelta(days=1)
+    return pd.DataFrame(rows, columns=["date", "lunar_day", "lunar_month"])
+
+
+def season_days(kind: str | None, years: Iterable[int]) -> pd.DataFrame:
+    """The days of the lunar seasons concerning a site of `kind` (None: the province-wide
+    seasons only): season_id, date."""
+    calendar = pd.concat([lunar_calendar(y) for y in sorted(set(years))], ignore_index=True)
+    frames = []
+    for season in load_seasons():
+        if season.kinds and kind not in season.kinds:
+            continue
+        hit = calendar["lunar_day"].between(season.first_day, season.last_day)
+        if season.months:
+            hit &= calendar["lunar_month"].isin(season.months)
+        frames.append(pd.DataFrame({"season_id": season.id, "date": calendar.loc[hit, "date"]}))
+    return (pd.concat(frames, ignore_index=True) if frames
+            else pd.DataFrame(columns=["season_id", "date"]))
 
 
 def site_festival_days(site_id: str, years: Iterable[int]) -> pd.DataFrame:
@@ -24,10 +84,12 @@ def site_festival_days(site_id: str, years: Iterable[int]) -> pd.DataFrame:
 
 
 def site_holidays(
-    site_id: str, years: Iterable[int], before_days: int, after_days: int
+    site_id: str, years: Iterable[int], before_days: int, after_days: int,
+    kind: str | None = None,
 ) -> pd.DataFrame:
-    """Prophet holidays for one site: one name per national holiday and per festival, and a
-    separate `<festival>_peak` name for the peak days the sources name.
+    """Prophet holidays for one site: one name per national holiday and per festival, a
+    separate `<festival>_peak` name for the peak days the sources name, and one name per
+    lunar season concerning the site's `kind` (`lunar_<season>`, no window).
 
     Windows sit on the edges only (the first day reaches `before_days` back, the last day
     `after_days` forward): every row of a multi-day festival carrying both windows would make
@@ -51,6 +113,8 @@ def site_holidays(
                 })
             for day in sorted(group.loc[group["is_peak"], "date"]):
                 rows.append(_row(f"fest_{fest_id}_peak", day, 0, 0))
+    for row in season_days(kind, years).itertuples():
+        rows.append(_row(f"lunar_{row.season_id}", row.date, 0, 0))
     frame = pd.DataFrame(rows, columns=["holiday", "ds", "lower_window", "upper_window"])
     frame["ds"] = pd.to_datetime(frame["ds"])
     return frame.sort_values(["ds", "holiday"]).reset_index(drop=True)

@@ -12,7 +12,10 @@ Choices, and why (measured facts in /work/shared/docs/field-notes.md):
   how crowds scale, and (field notes) drew level with seasonal-naive where defaults lost 1.6×.
 - Separate daily seasonalities for weekdays and weekends (a weekday and a weekend profile
   cannot be drawn by one additive daily curve), for days with other opening hours, and one
-  more on festival days (a procession at noon is not an evening market scaled up).
+  more on festival days (a procession at noon is not an evening market scaled up), and one
+  on the peak days of the site's own festivals (the procession itself).
+- Hours open on some weekdays only (a night market) get an offset of their own on festival
+  and lunar-season days: those multiply the day's usual crowd, not the market's.
 - Never Newton (61 s instead of 1.5 s): L-BFGS always, no silent Newton fallback;
   mcmc_samples = 0. Bands and probabilities come from predictive_samples(), computed only for
   the rows forecast (never the history).
@@ -30,6 +33,7 @@ import pandas as pd
 from prophet import Prophet
 
 from visitorflow.catalogue import WEEKDAYS, Site
+from visitorflow.festivals import load_festivals
 from visitorflow.settings import ForecastSettings
 
 HOURS_PER_WEEK = 168
@@ -92,6 +96,13 @@ def profile_groups(site: Site) -> dict[str, tuple[int, ...]]:
     return named
 
 
+def extra_hours(site: Site) -> np.ndarray:
+    """7 × 24 booleans: hours open on some days of the week only (Kỳ Lừa's Friday and Saturday
+    night market), apart from the hours open every day the site opens at that hour."""
+    table = open_table(site)
+    return table & ~table[table.any(axis=1)].all(axis=0)
+
+
 def festival_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     """The local days of the Lạng Sơn festivals among Prophet holidays (names `fest_*`)."""
     if holidays is None or holidays.empty:
@@ -100,10 +111,36 @@ def festival_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(fest["ds"]).dt.normalize().unique())
 
 
+def event_peak_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
+    """The peak days of the site's own festivals (not the province-wide ones: Tết, Hùng
+    Kings), where events of their own happen: Kỳ Cùng's noon processions and firecracker
+    scramble, Chùa Tiên's and Bắc Lệ's main days."""
+    if holidays is None or holidays.empty:
+        return pd.DatetimeIndex([])
+    own = {f"fest_{f.id}_peak" for f in load_festivals() if f.sites}
+    peaks = holidays[holidays["holiday"].isin(own)]
+    return pd.DatetimeIndex(pd.to_datetime(peaks["ds"]).dt.normalize().unique())
+
+
+def season_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
+    """The days of the lunar seasons among Prophet holidays (names `lunar_*`)."""
+    if holidays is None or holidays.empty:
+        return pd.DatetimeIndex([])
+    seasons = holidays[holidays["holiday"].str.startswith("lunar_")]
+    return pd.DatetimeIndex(pd.to_datetime(seasons["ds"]).dt.normalize().unique())
+
+
+def _on_days(ds: pd.Series, days: pd.DatetimeIndex | None) -> np.ndarray:
+    return ds.dt.normalize().isin(days if days is not None else pd.DatetimeIndex([])).to_numpy()
+
+
 def _with_features(
     df: pd.DataFrame, cold_threshold_c: float,
     groups: dict[str, tuple[int, ...]] | None = None,
     festivals: pd.DatetimeIndex | None = None,
+    peaks: pd.DatetimeIndex | None = None,
+    extra: np.ndarray | None = None,
+    seasons: pd.DatetimeIndex | None = None,
 ) -> pd.DataFrame:
     out = df.copy()
     ds = pd.to_datetime(out["ds"])
@@ -113,8 +150,17 @@ def _with_features(
     if groups:
         # A festival day has its own shape (a noon procession, not an evening market): a
         # holiday effect alone would scale every hour of the day alike.
-        out["is_festival"] = ds.dt.normalize().isin(festivals if festivals is not None
-                                                    else pd.DatetimeIndex([])).to_numpy()
+        out["is_festival"] = _on_days(ds, festivals)
+        # Its peak days have events of their own on top (a procession at noon).
+        out["is_festival_peak"] = _on_days(ds, peaks)
+    if groups and extra is not None and extra.any():
+        # A festival scales the day's usual crowd, not a night market that draws its own
+        # (Kỳ Lừa): on the log scale the festival's effect would multiply the market too, so
+        # its hours get an offset of their own on festival days.
+        extra_now = extra[day, ds.dt.hour.to_numpy()]
+        out["festival_extra_hour"] = (out["is_festival"] & extra_now).astype(float)
+        # The same for the lunar seasons (the spring pilgrimage scales the day, not the market).
+        out["season_extra_hour"] = (_on_days(ds, seasons) & extra_now).astype(float)
     if "temp_c" in out:
         # Degrees below the frost threshold: Mẫu Sơn's rush follows frost, not mild cold.
         out["cold_c"] = np.clip(cold_threshold_c - out["temp_c"].to_numpy(float), 0, None)
@@ -123,7 +169,8 @@ def _with_features(
 
 def _new_prophet(
     settings: ForecastSettings, holidays: pd.DataFrame, span_days: float,
-    groups: dict[str, tuple[int, ...]] | None, regressor: bool,
+    groups: dict[str, tuple[int, ...]] | None, regressor: bool, peak_profile: bool = False,
+    extra_regressor: bool = False,
 ) -> Prophet:
     hourly = bool(groups)
     yearly: bool | int = 6 if span_days >= 365 else False
@@ -145,8 +192,14 @@ def _new_prophet(
     if groups:
         model.add_seasonality("daily_festival", period=1, fourier_order=6,
                               condition_name="is_festival")
+    if groups and peak_profile:
+        model.add_seasonality("daily_festival_peak", period=1, fourier_order=6,
+                              condition_name="is_festival_peak")
     if regressor:
         model.add_regressor("cold_c", standardize=True)
+    if extra_regressor:
+        model.add_regressor("festival_extra_hour", standardize=False)
+        model.add_regressor("season_extra_hour", standardize=False)
     return model
 
 
@@ -175,10 +228,13 @@ def fit_hourly(
         frame = frame.merge(temperature[["ds", "temp_c"]], on="ds", how="left")
         frame["temp_c"] = frame["temp_c"].interpolate(limit_direction="both")
     groups = profile_groups(site)
-    frame = _with_features(frame, settings.cold_threshold_c, groups, festival_dates(holidays))
+    peaks = event_peak_dates(holidays)
+    frame = _with_features(frame, settings.cold_threshold_c, groups, festival_dates(holidays),
+                           peaks, extra_hours(site), season_dates(holidays))
     span = (frame["ds"].max() - frame["ds"].min()).days if len(frame) else 0
-    model = _new_prophet(settings, holidays, span, groups,
-                         regressor=temperature is not None)
+    model = _new_prophet(settings, holidays, span, groups, regressor=temperature is not None,
+                         peak_profile=bool(frame["is_festival_peak"].any()),
+                         extra_regressor="festival_extra_hour" in frame)
     return _fit(model, frame)
 
 
@@ -234,7 +290,8 @@ def forecast_hourly(
         future = future.merge(temperature[["ds", "temp_c"]], on="ds", how="left")
         future["temp_c"] = future["temp_c"].interpolate(limit_direction="both")
     future = _with_features(future, settings.cold_threshold_c, profile_groups(site),
-                            festival_dates(model.holidays))
+                            festival_dates(model.holidays), event_peak_dates(model.holidays),
+                            extra_hours(site), season_dates(model.holidays))
     samples = np.zeros((hours, settings.samples))
     if len(future):
         log_samples = model.predictive_samples(future)["yhat"]

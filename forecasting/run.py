@@ -39,6 +39,7 @@ from forecasting.models import (
 from forecasting.parallel import map_tasks
 from visitorflow.catalogue import Catalogue, Site, load_catalogue
 from visitorflow.festivals import festival_days
+from visitorflow.limits import effective_limits
 from visitorflow.settings import ForecastSettings, Settings, get_settings
 from visitorflow.store import Store
 
@@ -98,7 +99,7 @@ def forecast_site(task: SiteTask) -> SiteResult:
         recent = task.history[task.history["ds"] >= pd.Timestamp(task.start_local)
                               - pd.Timedelta(days=task.settings.hourly_history_days)]
         hourly_model = fit_hourly(recent, site, task.settings, task.holidays, temp)
-        lead_in = _lead_in(task.history, task.start_local, site.dwell_min)
+        lead_in = lead_in_arrivals(task.history, task.start_local, site.dwell_min)
         hourly = forecast_hourly(
             hourly_model, site, task.start_local, task.settings.hourly_horizon_days * 24,
             task.settings, task.overload_share, lead_in, temp,
@@ -130,7 +131,7 @@ def _day(local: datetime) -> datetime:
     return pd.Timestamp(local).normalize().to_pydatetime()
 
 
-def _lead_in(history: pd.DataFrame, start_local: datetime, dwell_min: int) -> np.ndarray:
+def lead_in_arrivals(history: pd.DataFrame, start_local: datetime, dwell_min: int) -> np.ndarray:
     """Actual arrivals of the hours just before the forecast, for occupancy at its start."""
     hours = int(np.ceil(dwell_min / 60)) + 1
     grid = pd.date_range(pd.Timestamp(start_local) - pd.Timedelta(hours=hours), periods=hours,
@@ -233,6 +234,8 @@ def prepare_tasks(
 ) -> list[SiteTask]:
     fc = settings.forecast
     tz = settings.timezone
+    # Capacities and overload shares in force when the run starts (admins' overrides).
+    catalogue, limits = effective_limits(store, catalogue, settings)
     start_local = to_local(history_end_utc, tz)
     daily_days = daily_horizon_days(start_local.date(), fc.daily_min_horizon_days)
     history_days = max(fc.hourly_history_days, fc.daily_history_days)
@@ -253,9 +256,9 @@ def prepare_tasks(
         tasks.append(SiteTask(
             site=site, settings=fc, history=history,
             holidays=site_holidays(site_id, years, fc.festival_window_before_days,
-                                   fc.festival_window_after_days),
+                                   fc.festival_window_after_days, site.kind),
             start_local=start_local, daily_days=daily_days,
-            overload_share=settings.load.overload, temperature=temperature,
+            overload_share=float(limits.at[site_id, "overload"]), temperature=temperature,
         ))
     return tasks
 
@@ -329,7 +332,8 @@ def _write(
         "daily_horizon_days": tasks[0].daily_days if tasks else None,
         "executor": scheduler or "local processes",
         "model": "prophet on log1p(arrivals), open hours only, daily profiles per "
-                 "weekday/weekend and opening pattern, L-BFGS",
+                 "weekday/weekend and opening pattern, festival and festival-peak days, "
+                 "lunar seasons, L-BFGS",
     }
     store.write_forecast_run(
         {"run_id": run_id, "created_at_utc": created, "history_end_utc": history_end_utc,
