@@ -16,21 +16,25 @@ depends only on the stored counts (a restart or a late reading changes nothing e
 
 A site has at most one open live alert (its current level, busy and above) and one open
 forecast alert (an open hour within `alerts.forecast_horizon_h` whose overload probability
-reaches `alerts.forecast_p`; it clears when no hour reaches `forecast_p - forecast_p_margin`).
+reaches `alerts.forecast_p`; it clears when no hour reaches `forecast_p - forecast_p_margin`),
+the forecast first corrected by the nowcast from the last hours' counts (visitorflow/nowcast.py;
+settings and their evaluation: docs/early-warning.md).
 """
 
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
 import yaml
 
 from visitorflow.catalogue import LANGUAGES, Catalogue
+from visitorflow.limits import effective_limits, site_limits
 from visitorflow.live import local_day_start_utc
 from visitorflow.load import LEVEL_LABELS, LoadLevel
+from visitorflow.nowcast import apply_nowcast, nowcast_ratios
 from visitorflow.settings import AlertSettings, LoadThresholds, Settings
 from visitorflow.store import Store, StoreError
 
@@ -69,6 +73,19 @@ def load_actions(path: Path) -> dict:
     return {"default": default, "sites": raw.get("sites") or {}}
 
 
+def with_action_edits(actions: dict, edits: pd.DataFrame) -> dict:
+    """The file's actions with the texts operators edited in the dashboard (Store.action_texts:
+    site_id '*' for the province default) in their place."""
+    merged = {"default": {k: dict(v) for k, v in actions["default"].items()},
+              "sites": {s: {k: dict(v or {}) for k, v in (keys or {}).items()}
+                        for s, keys in actions["sites"].items()}}
+    for row in edits.itertuples():
+        target = (merged["default"] if row.site_id == "*"
+                  else merged["sites"].setdefault(row.site_id, {}))
+        target.setdefault(row.action_key, {})[row.lang] = row.text
+    return merged
+
+
 def recommended_action(actions: dict, site_id: str, kind: str, level: str, lang: str) -> str:
     """The action for a site's alert: the site's own text if the province gave one."""
     key = "forecast_overload" if kind == "forecast" else level
@@ -94,17 +111,9 @@ def alert_message(
 def site_thresholds(
     catalogue: Catalogue, defaults: LoadThresholds, overrides: pd.DataFrame
 ) -> pd.DataFrame:
-    """Per catalogue site: capacity and the busy / crowded / overload shares in force."""
-    frame = pd.DataFrame([
-        {"site_id": s.id, "capacity": s.capacity, "busy": defaults.busy,
-         "crowded": defaults.crowded, "overload": defaults.overload}
-        for s in catalogue.sites
-    ]).set_index("site_id")
-    if len(overrides):
-        own = overrides.set_index("site_id")[["busy", "crowded", "overload"]]
-        own = own[own.index.isin(frame.index)]
-        frame.loc[own.index, ["busy", "crowded", "overload"]] = own.to_numpy()
-    return frame
+    """Per catalogue site: capacity and the busy / crowded / overload shares in force
+    (visitorflow.limits.site_limits, the one place they are worked out)."""
+    return site_limits(catalogue, defaults, overrides)
 
 
 def occupancy_by_minute(
@@ -201,18 +210,29 @@ _DESIRED_COLUMNS = ["site_id", "kind", "level", "raised_at_utc", "occupancy", "c
 
 def forecast_alerts(
     forecast: pd.DataFrame, now_utc: datetime, cfg: AlertSettings, open_sites: set[str],
-    thresholds: pd.DataFrame,
+    thresholds: pd.DataFrame, recent_arrivals: pd.DataFrame | None = None,
+    interval_width: float = 0.8,
 ) -> pd.DataFrame:
     """Per site: the first open hour from the current one to `forecast_horizon_h` ahead whose
     p_overload reaches `forecast_p`. A site already in `open_sites` (an open forecast alert)
-    keeps it while some hour reaches `forecast_p - forecast_p_margin` (hysteresis)."""
+    keeps it while some hour reaches `forecast_p - forecast_p_margin` (hysteresis).
+    With `recent_arrivals` (Store.hourly_arrivals of the last hours) and
+    `cfg.nowcast_hours` > 0, today's remaining hours are first corrected by the nowcast
+    (visitorflow/nowcast.py; `interval_width` is the forecast band's, for its spread)."""
     if forecast.empty:
         return pd.DataFrame(columns=_DESIRED_COLUMNS)
     now = pd.Timestamp(now_utc)
     ts = pd.to_datetime(forecast["ts_utc"])
-    window = forecast[(ts + pd.Timedelta(hours=1) > now)
-                      & (ts < now + pd.Timedelta(hours=cfg.forecast_horizon_h))
-                      & forecast["is_open"].astype(bool)]
+    in_window = ((ts + pd.Timedelta(hours=1) > now)
+                 & (ts < now + pd.Timedelta(hours=cfg.forecast_horizon_h))
+                 & forecast["is_open"].astype(bool))
+    if not in_window.any():  # every site closed over the horizon: nothing to flag
+        return pd.DataFrame(columns=_DESIRED_COLUMNS)
+    if cfg.nowcast_hours > 0 and recent_arrivals is not None and len(recent_arrivals):
+        ratios = nowcast_ratios(forecast, recent_arrivals, now_utc, cfg.nowcast_hours,
+                                cfg.nowcast_prior_people, cfg.nowcast_ratio_max)
+        forecast = apply_nowcast(forecast, ratios, now_utc, interval_width)
+    window = forecast[in_window.to_numpy()]
     rows = []
     for site_id, hours in window.sort_values("ts_utc").groupby("site_id", sort=True):
         keep_at = cfg.forecast_p - cfg.forecast_p_margin if site_id in open_sites else None
@@ -271,15 +291,21 @@ def evaluate_alerts(
     raised and the ids cleared."""
     cfg = settings.alerts
     actions = actions or load_actions(cfg.actions_path)
-    thresholds = site_thresholds(catalogue, settings.load, store.alert_thresholds())
+    # Capacities and thresholds in force (admins' overrides included), read once.
+    catalogue, thresholds = effective_limits(store, catalogue, settings)
+    actions = with_action_edits(actions, store.action_texts())
     day_start = local_day_start_utc(now_utc, settings)
     occupancy = occupancy_by_minute(store.minute_counts(day_start, now_utc), day_start, now_utc)
     live = current_live_alerts(site_levels(occupancy, thresholds, cfg), thresholds)
     open_alerts = store.open_alerts()
     open_forecast = (set() if open_alerts is None else
                      set(open_alerts.loc[open_alerts["kind"] == "forecast", "site_id"]))
+    recent = (store.hourly_arrivals(None, pd.Timestamp(now_utc).floor("h").to_pydatetime()
+                                    - timedelta(hours=cfg.nowcast_hours), now_utc)
+              if cfg.nowcast_hours > 0 else None)
     forecast = forecast_alerts(store.latest_forecast(granularity="hourly"), now_utc, cfg,
-                               open_forecast, thresholds)
+                               open_forecast, thresholds, recent,
+                               settings.forecast.interval_width)
     desired = pd.concat([f for f in (live, forecast) if len(f)] or [live], ignore_index=True)
     raised, cleared = plan_changes(open_alerts, desired)
     if len(raised) or cleared:
