@@ -7,7 +7,8 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get
 
 .PHONY: help setup system-deps-demo system-deps-test demo test lint broker collector simulator \
-	dashboard backfill forecast backtest export notebooks-strip bench clean-data
+	dashboard public qr system-deps-fonts backfill forecast backtest early-warning export notebooks-strip bench \
+	clean-data
 
 help:  ## list the entry points
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-18s %s\n", $$1, $$2}'
@@ -26,8 +27,15 @@ endef
 system-deps-demo:  ## install Mosquitto if missing (apt-get)
 	$(call apt_install_missing,mosquitto:mosquitto)
 
-system-deps-test:  ## install Mosquitto, its clients and Chromium if missing (apt-get)
+system-deps-test: system-deps-fonts  ## install Mosquitto, its clients, Chromium, the CJK font if missing
 	$(call apt_install_missing,mosquitto:mosquitto mosquitto_pub:mosquitto-clients chromium:chromium)
+
+# A font has no command to look for: check its file. Noto Sans CJK draws the QR sheet's
+# Vietnamese and Chinese site names (public/qr.py).
+CJK_FONT := /usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc
+system-deps-fonts:  ## install the CJK font of the QR sheet if missing (apt-get fonts-noto-cjk)
+	@[ -e $(CJK_FONT) ] || { echo "installing system packages: fonts-noto-cjk"; \
+	  $(APT) update -qq && $(APT) install -y -qq fonts-noto-cjk >/dev/null; }
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,8 +50,15 @@ setup: system-deps-test $(VENV)/.installed  ## install everything (system packag
 demo: system-deps-demo $(VENV)/.installed  ## broker + simulator + collector + dashboard on http://localhost:8501
 	$(PY) -m visitorflow.demo
 
-broker: $(VENV)/.installed  ## Mosquitto with the project's config, foreground
+broker: $(VENV)/.installed  ## Mosquitto with the project's config, accounts and ACL, foreground
 	$(PY) -m ingest.broker
+
+.PHONY: broker-auth broker-tls soak
+broker-auth: $(VENV)/.installed  ## broker accounts + ACL from the catalogue into run/secrets (0600)
+	$(PY) -m ingest.broker_auth generate
+
+broker-tls: $(VENV)/.installed  ## a demo CA and server certificate for the TLS listener (mqtt.tls)
+	$(PY) -m ingest.broker_auth tls
 
 collector: $(VENV)/.installed  ## MQTT → store
 	$(PY) -m ingest.collector
@@ -54,6 +69,18 @@ simulator: $(VENV)/.installed  ## simulated gate counters, back-filling today
 dashboard: $(VENV)/.installed  ## the officials' live dashboard
 	$(PY) -m streamlit run dashboard/app.py --server.headless true --browser.gatherUsageStats false
 
+# The password is asked at a prompt (never on the command line, where `ps` shows it).
+.PHONY: user
+user: $(VENV)/.installed  ## add a dashboard account: make user NAME=nguyen.van.a ROLE=operator
+	@[ -n "$(NAME)" ] || { echo "usage: make user NAME=... ROLE=viewer|operator|admin" >&2; exit 2; }
+	$(PY) -m visitorflow.users add "$(NAME)" --role $(or $(ROLE),viewer)
+
+public: $(VENV)/.installed  ## the public visitor pages and JSON feed (behind the QR codes) on :8502
+	$(PY) -m public.server
+
+qr: system-deps-fonts $(VENV)/.installed  ## QR codes (PNG per site, A4 PDF sheet) into run/qr
+	$(PY) -m public.qr --out run/qr
+
 backfill: $(VENV)/.installed  ## 3 years of simulated history straight into the store (collector stopped)
 	$(PY) -m ingest.simulator --mode backfill --years 3
 
@@ -62,6 +89,9 @@ forecast: $(VENV)/.installed  ## refit every site's Prophet models, write a fore
 
 backtest: $(VENV)/.installed  ## rolling-origin backtests against the weekly seasonal-naive forecast
 	$(PY) -m forecasting.backtest --festivals
+
+early-warning: $(VENV)/.installed system-deps-demo  ## festival-season early-warning evaluation: SEED=n (results in data/generated/early_warning/)
+	$(PY) -m forecasting.season_eval --seed $(or $(SEED),202) --out data/generated/early_warning/seed$(or $(SEED),202).json
 
 export: $(VENV)/.installed  ## open-data export (Parquet, CSV, NGSI-LD): see --help
 	$(PY) -m visitorflow.export --help
@@ -72,6 +102,22 @@ notebooks-strip: $(VENV)/.installed  ## strip notebook outputs before a commit
 bench: system-deps-test $(VENV)/.installed  ## benchmarks; figures go to bench/results.md
 	$(PY) -m bench.ingest_throughput --runs 3 --messages 60000
 	$(PY) bench/forecast_bench.py
+
+soak: system-deps-test $(VENV)/.installed  ## 10 min of the whole pipeline at 2 k msg/s with faults
+	$(PY) -m bench.soak --minutes 10
+
+# Issue 6: the live and site pages' server time on a year of minute data (a scratch store in
+# /tmp, built once: ~2 min backfill + a forecast run), and the README's screenshots.
+.PHONY: bench-dashboard screenshots
+bench-dashboard: $(VENV)/.installed  ## live/site page server time on a year of minute data (bench/results.md)
+	$(PY) -m bench.dashboard_pages --dir /tmp/bench_dashboard --reuse --runs 7
+
+# The sidebar's page icons are emoji: without an emoji font Chromium draws boxes.
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+screenshots: system-deps-test $(VENV)/.installed  ## a PNG of every dashboard page into docs/screenshots (STORE=path)
+	@[ -e $(EMOJI_FONT) ] || { echo "installing system packages: fonts-noto-color-emoji"; \
+	  $(APT) update -qq && $(APT) install -y -qq fonts-noto-color-emoji >/dev/null; }
+	$(PY) -m bench.screenshots $(if $(STORE),--store $(STORE))
 
 clean-data:  ## delete generated data (the store, run folder)
 	rm -rf data/visitorflow.duckdb data/visitorflow.duckdb.wal data/generated run

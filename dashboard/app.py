@@ -2,14 +2,15 @@
 
 Run from the repo root: `streamlit run dashboard/app.py` (settings from visitorflow.toml and
 VISITORFLOW_* variables). This script sets up what every page shares — settings, the site
-catalogue, the language selector in the sidebar — and runs the chosen page from views/
-(not pages/: that folder name switches on Streamlit's older file-based multipage mode).
+catalogue, the language selector in the sidebar, the officials' sign-in — and runs the
+chosen page from views/ (not pages/: that folder name switches on Streamlit's older
+file-based multipage mode).
 """
 
 from __future__ import annotations
 
 import streamlit as st
-from shared import LANGUAGES, catalogue_at, page_texts
+from shared import LANGUAGES, catalogue_at, page_texts, pages_for, signed_in_user
 
 from visitorflow.catalogue import CatalogueError
 from visitorflow.settings import SettingsError, get_settings
@@ -33,9 +34,15 @@ lang = st.sidebar.selectbox(
     key="language",
 )
 
-page = st.navigation([
+# Officials sign in before any page runs; their role decides which pages and controls exist.
+user = signed_in_user(settings, lang)
+
+page = st.navigation(pages_for(user, [
     st.Page("views/live.py", title=PAGE_TITLES[lang]["live"], icon="🗺️", default=True),
     st.Page("views/alerts.py", title=PAGE_TITLES[lang]["alerts"], icon="🚨"),
     st.Page("views/site.py", title=PAGE_TITLES[lang]["site"], icon="📍"),
-])
+    st.Page("views/redirect.py", title=PAGE_TITLES[lang]["redirect"], icon="🔀"),
+    st.Page("views/planner.py", title=PAGE_TITLES[lang]["planner"], icon="📅"),
+    st.Page("views/warning.py", title=PAGE_TITLES[lang]["warning"], icon="⏱️"),
+], PAGE_TITLES[lang]))
 page.run()

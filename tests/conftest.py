@@ -36,11 +36,19 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float, what: str) -> No
 
 @pytest.fixture
 def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settings]:
-    """Settings for this test: a store in tmp_path, a free MQTT port; exported to the
-    environment so subprocesses see the same."""
+    """Settings for this test: a store in tmp_path, a free MQTT port, broker accounts in
+    tmp_path/secrets (with the `test-fleet` account that may publish anywhere); exported
+    to the environment so subprocesses see the same."""
     monkeypatch.setenv("VISITORFLOW_STORE__PATH", str(tmp_path / "visitorflow.duckdb"))
     monkeypatch.setenv("VISITORFLOW_MQTT__PORT", str(free_port()))
+    monkeypatch.setenv("VISITORFLOW_PUBLIC__PORT", str(free_port()))
+    monkeypatch.setenv("VISITORFLOW_MQTT__SECRETS_DIR", str(tmp_path / "secrets"))
+    monkeypatch.setenv("VISITORFLOW_MQTT__TEST_ACCOUNT", "true")
     monkeypatch.setenv("VISITORFLOW_CONFIG", str(tmp_path / "none.toml"))
+    # Never the real accounts; a failed sign-in waits 0 s here (tests/test_dashboard_auth.py
+    # sets the delay where it checks it).
+    monkeypatch.setenv("VISITORFLOW_AUTH__USERS_PATH", str(tmp_path / "dashboard_users.json"))
+    monkeypatch.setenv("VISITORFLOW_AUTH__FAILURE_DELAY_S", "0")
     (tmp_path / "none.toml").write_text("", encoding="utf-8")
     get_settings.cache_clear()
     yield get_settings()
@@ -49,7 +57,8 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
 
 @pytest.fixture
 def broker(settings: Settings, tmp_path: Path) -> Iterator[int]:
-    """A real Mosquitto on the settings' port, with the project's config."""
+    """A real Mosquitto on the settings' port, with the project's config: accounts and
+    ACL on (made from the catalogue in the settings' secrets folder), anonymous refused."""
     try:
         proc = start_broker(tmp_path / "broker", settings.mqtt.port)
     except BrokerError as exc:
@@ -95,7 +104,10 @@ def processes(tmp_path: Path) -> Iterator[Processes]:
 
 @pytest.fixture
 def mosquitto_pub(broker: int) -> Callable[..., None]:
-    """Publish with Mosquitto's own client (a client we did not write)."""
+    """Publish with Mosquitto's own client (a client we did not write), as `test-fleet`."""
+    from ingest.broker_auth import TEST_FLEET, cli_auth_args
+
+    auth = cli_auth_args(get_settings(), TEST_FLEET)
     binary = shutil.which("mosquitto_pub")
     if binary is None:
         pytest.fail("mosquitto_pub missing: apt-get install -y mosquitto-clients")
@@ -103,7 +115,8 @@ def mosquitto_pub(broker: int) -> Callable[..., None]:
     def publish(topic: str, payload: bytes | str, qos: int = 1) -> None:
         data = payload.encode() if isinstance(payload, str) else payload
         subprocess.run(
-            [binary, "-h", "127.0.0.1", "-p", str(broker), "-q", str(qos), "-t", topic, "-s"],
+            [binary, "-h", "127.0.0.1", "-p", str(broker), *auth, "-q", str(qos), "-t", topic,
+             "-s"],
             input=data, check=True, timeout=10,
         )
 
@@ -178,6 +191,49 @@ def hold_store_lock(path: Path, seconds: float = 60) -> subprocess.Popen:
                             stdout=subprocess.PIPE, text=True)
     assert proc.stdout.readline().strip() == "held"
     return proc
+
+
+# -- signing in to the dashboard (issue 8) -------------------------------------------------
+# Every AppTest and browser test of dashboard/app.py signs in first:
+#     def test_x(signed_in_app): at = signed_in_app("operator")  # AppTest, signed in, page run
+# or, with an AppTest of your own: sign_in(at, dashboard_users["viewer"]).
+
+TEST_PASSWORD = "test-password-42"
+DASHBOARD_APP = PROJECT_ROOT / "dashboard" / "app.py"
+DASHBOARD_USERS = {"viewer": "viewer.an", "operator": "operator.binh", "admin": "admin.chi"}
+
+
+@pytest.fixture
+def dashboard_users(settings: Settings) -> dict[str, str]:
+    """A users file at the settings' auth.users_path with one account per role (password
+    TEST_PASSWORD); returns role → user name."""
+    from visitorflow.users import ROLES, add_user
+
+    for role in ROLES:
+        add_user(settings.auth.users_path, DASHBOARD_USERS[role], role, TEST_PASSWORD)
+    return DASHBOARD_USERS
+
+
+def sign_in(at, name: str, password: str = TEST_PASSWORD):  # noqa: ANN001, ANN201 - AppTest
+    """Fill and submit the dashboard's sign-in form of an AppTest; returns it, run."""
+    at.text_input(key="sign_in_name").input(name)
+    at.text_input(key="sign_in_password").input(password)
+    return at.button(key="sign_in_submit").click().run()
+
+
+@pytest.fixture
+def signed_in_app(dashboard_users: dict[str, str]) -> Callable[..., object]:
+    """`signed_in_app(role="operator")`: dashboard/app.py in an AppTest, signed in with that
+    role's account, its default page run; fails on an exception."""
+    from streamlit.testing.v1 import AppTest
+
+    def open_app(role: str = "operator"):  # noqa: ANN202
+        at = AppTest.from_file(DASHBOARD_APP, default_timeout=30).run()
+        sign_in(at, dashboard_users[role])
+        assert not at.exception, [e.value for e in at.exception]
+        return at
+
+    return open_app
 
 
 @pytest.fixture

@@ -1,11 +1,13 @@
 """Run the whole pipeline on this machine: history, broker, collector, simulator,
-forecasts, dashboard.
+forecasts, dashboard, public visitor pages.
 
 `make demo` (or `python -m visitorflow.demo`) first back-fills a year of simulated history
 into an empty store (so the forecasts have something to learn from), then starts each
 stage as its own process, logs to `run/logs/`, refits the forecasts once in the
 background, and stops everything on Ctrl-C or when a service dies. The live simulator
-back-fills today from local midnight over MQTT, then follows the wall clock.
+back-fills today from local midnight over MQTT, then follows the wall clock. The broker
+runs with accounts and ACL on (made from the catalogue in `mqtt.secrets_dir`; each
+simulated counter logs in with its own account, the collector with its own).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 from ingest.broker import BrokerError, start_broker
 from visitorflow.settings import PROJECT_ROOT, SettingsError, get_settings
 from visitorflow.store import Store, StoreError
+from visitorflow.users import UsersError, ensure_first_admin
 
 
 def _start(name: str, args: list[str], log_dir: Path) -> subprocess.Popen:
@@ -48,6 +51,18 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    # The dashboard needs an account: a first admin if there is none. Its password goes to a
+    # file only this user can read, not to the terminal: the demo's screen is often shared
+    # (a meeting room projector, a screen recording, run/logs).
+    try:
+        first_admin = ensure_first_admin(settings.auth.users_path)
+    except (UsersError, OSError) as exc:
+        print(f"error: cannot create the first dashboard account: {exc}", file=sys.stderr)
+        return 2
+    if first_admin is not None:
+        print(f"created the dashboard account 'admin' (role admin); its password is in "
+              f"{first_admin} (readable by you only). Add officials with: python -m "
+              "visitorflow.users add NAME --role operator", flush=True)
     run_dir = PROJECT_ROOT / "run"
     log_dir = run_dir / "logs"
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -89,12 +104,20 @@ def main(argv: list[str] | None = None) -> int:
             "--server.port", str(args.dashboard_port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
         ], log_dir))
+        # The visitors' pages behind the QR codes: a process of its own, on its own port.
+        procs.append(_start("public", [python, "-m", "public.server"], log_dir))
         # One refit in the background: its forecasts land in the store for the dashboard.
         forecast = _start("forecast", [python, "-m", "forecasting.run", "--no-progress"],
                           log_dir)
         print(f"broker on {settings.mqtt.host}:{settings.mqtt.port}, store {settings.store.path}")
+        # start_broker made or refreshed the accounts: anonymous clients are refused.
+        print(f"broker accounts and ACL (auth on) in {settings.mqtt.secrets_dir}"
+              + (f", TLS on port {settings.mqtt.tls_port}" if settings.mqtt.tls else ""))
         print(f"logs in {log_dir}")
+        print(f"visitors' pages and feed: http://localhost:{settings.public.port}/  "
+              f"(QR codes: make qr)")
         print(f"dashboard: http://localhost:{args.dashboard_port}   (Ctrl-C stops everything)")
+        print(f"sign in with an account of {settings.auth.users_path}")
         forecast_reported = False
         while not stopping:
             if not forecast_reported and forecast.poll() is not None:

@@ -8,8 +8,10 @@ levels, e.g. `VISITORFLOW_MQTT__PORT=1884`. Relative paths are relative to the p
 from __future__ import annotations
 
 import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
@@ -34,8 +36,22 @@ class MqttSettings(BaseModel):
     topic_prefix: str = "langson/v1"
     collector_client_id: str = "visitorflow-collector"
     keepalive_s: int = Field(30, ge=5)
+    # Explicit account for every connection of this process; None: each client logs in
+    # with its own account from `secrets_dir` (docs/mqtt-contract.md, "Security").
     username: str | None = None
     password: str | None = None
+    # Broker accounts, ACL and TLS files made by `python -m ingest.broker_auth generate`
+    # (git-ignored, mode 0600; relative paths: from the project root).
+    secrets_dir: Path = Path("run/secrets")
+    # Tests and benchmarks only: an account `test-fleet` that may read and write any topic.
+    test_account: bool = False
+    # TLS: the broker adds a listener on tls_port; clients connect there, trusting ca_file.
+    # Files left None: the demo CA and server certificate under secrets_dir/tls/.
+    tls: bool = False
+    tls_port: int = Field(8883, ge=1, le=65535)
+    ca_file: Path | None = None
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
 
     @field_validator("topic_prefix")
     @classmethod
@@ -92,9 +108,23 @@ class AlertSettings(BaseModel):
     raise_after_min: int = Field(5, ge=1, le=120)
     # Forecast alerts: an open hour within this many hours ahead whose overload probability
     # reaches `forecast_p`; cleared when no hour reaches `forecast_p - forecast_p_margin`.
-    forecast_horizon_h: int = Field(6, ge=1, le=48)
-    forecast_p: float = Field(0.7, gt=0, le=1)
+    # Horizon, threshold and nowcast were chosen on a simulated season (seed 101) and
+    # checked on another (seed 202): docs/early-warning.md.
+    forecast_horizon_h: int = Field(12, ge=1, le=48)
+    forecast_p: float = Field(0.3, gt=0, le=1)
     forecast_p_margin: float = Field(0.1, ge=0, lt=1)
+    # Nowcast (visitorflow/nowcast.py, issue 9): the rest of today's open hours of the
+    # forecast are scaled by (actual + prior) / (forecast + prior) arrivals of the last
+    # `nowcast_hours` complete hours (0: off), the ratio kept within 1/max..max.
+    nowcast_hours: int = Field(0, ge=0, le=12)
+    nowcast_prior_people: float = Field(30.0, ge=0)
+    nowcast_ratio_max: float = Field(3.0, ge=1)
+    # Forecast runs the product makes in a day, at these local hours (the early-warning
+    # evaluation refits on this schedule; a cron or systemd timer runs `make forecast`).
+    refit_hours_local: tuple[int, ...] = (5,)
+    # Where `python -m forecasting.season_eval` writes its results (the dashboard shows
+    # the newest file there).
+    early_warning_dir: Path = Path("data/generated/early_warning")
     # Recommended actions per level, vi/en/zh, edited by the province.
     actions_path: Path = Path("data/alert_actions.yaml")
 
@@ -113,6 +143,64 @@ class DashboardSettings(BaseModel):
         if v not in ("vi", "en", "zh"):
             raise ValueError("default_language must be one of vi, en, zh")
         return v
+
+
+class PublicSettings(BaseModel):
+    """The public visitor pages behind the QR codes (issue 10): a separate read-only server."""
+
+    # Loopback by default; the province binds 0.0.0.0 (or puts a proxy in front) to publish.
+    host: str = "127.0.0.1"
+    port: int = Field(8502, ge=1, le=65535)
+    # The address phones reach; the QR codes point at {base_url}/site/{site_id}.
+    base_url: str = "http://localhost:8502"
+    # Internal figures the province chooses to show: occupancy and capacity (people).
+    show_counts: bool = False
+    # One store read serves every phone for this long (also the feed's Cache-Control max-age).
+    cache_s: float = Field(10.0, ge=1, le=300)
+    # When the phone's Accept-Language names none of vi, en, zh.
+    default_language: Literal["vi", "en", "zh"] = "vi"
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError("base_url must start with http:// or https://")
+        return v.rstrip("/")
+
+
+class RedirectSettings(BaseModel):
+    """Redirect advice (issue 6 page 4, and the public page of issue 10): which sites to
+    propose instead of a busy one (visitorflow.redirect)."""
+
+    # Travel times between sites (from_id, to_id, road_km, drive_min, walk_min, basis);
+    # data/travel_matrix.csv is derived from data/raw/travel_matrix.csv, edit it freely.
+    matrix_path: Path = Path("data/travel_matrix.csv")
+    # Sites further than this by road are not proposed.
+    max_travel_min: int = Field(60, ge=1, le=600)
+    # How many alternatives the advice lists at most, best first.
+    alternatives: int = Field(5, ge=1, le=30)
+    # An arrival within this many minutes is nudged by the live occupancy (weight 1 now,
+    # fading linearly to 0 at this horizon); later arrivals take the forecast alone.
+    live_blend_min: int = Field(60, ge=0, le=240)
+    # A site that closes within this many minutes of the arrival is not proposed.
+    min_open_min: int = Field(30, ge=0, le=240)
+    # A pair missing from the matrix: straight line x 1.4 at 40 km/h (as the matrix's own
+    # derived rows) when true; an error naming the pair when false.
+    allow_fallback: bool = True
+
+
+class AuthSettings(BaseModel):
+    """Dashboard sign-in (issue 8): officials' accounts in a users file outside git."""
+
+    # Hashed passwords and roles (python -m visitorflow.users); git-ignored, mode 0600.
+    users_path: Path = Path("data/secrets/users.json")
+    # A signed-in session ends this long after sign-in, whatever the official does.
+    session_hours: float = Field(8.0, gt=0, le=24 * 7)
+    # Failed sign-ins: each waits `failure_delay_s`; after `max_failures` in a row, the name
+    # is refused for `lockout_s` (slows guessing from many sessions at once).
+    failure_delay_s: float = Field(1.0, ge=0, le=10)
+    max_failures: int = Field(5, ge=1, le=100)
+    lockout_s: float = Field(300.0, ge=0)
 
 
 class SimulatorFaults(BaseModel):
@@ -196,7 +284,10 @@ class Settings(BaseSettings):
     collector: CollectorSettings = CollectorSettings()
     load: LoadThresholds = LoadThresholds()
     dashboard: DashboardSettings = DashboardSettings()
+    public: PublicSettings = PublicSettings()
     alerts: AlertSettings = AlertSettings()
+    auth: AuthSettings = AuthSettings()
+    redirect: RedirectSettings = RedirectSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     forecast: ForecastSettings = ForecastSettings()
 
@@ -211,7 +302,11 @@ class Settings(BaseSettings):
         self.catalogue_path = _from_root(self.catalogue_path)
         self.boundary_path = _from_root(self.boundary_path)
         self.store.path = _from_root(self.store.path)
+        self.mqtt.secrets_dir = _from_root(self.mqtt.secrets_dir)
         self.alerts.actions_path = _from_root(self.alerts.actions_path)
+        self.alerts.early_warning_dir = _from_root(self.alerts.early_warning_dir)
+        self.auth.users_path = _from_root(self.auth.users_path)
+        self.redirect.matrix_path = _from_root(self.redirect.matrix_path)
         return self
 
     @property
@@ -255,6 +350,11 @@ def load_settings(**overrides: object) -> Settings:
             f"invalid settings ({problems}). Fix them in {path} or in the VISITORFLOW_* "
             "environment variables."
         ) from exc
+    except tomllib.TOMLDecodeError as exc:
+        # A syntax error is not a field's: say where it is, not a traceback.
+        raise SettingsError(f"{path} is not valid TOML ({exc}); fix that line") from None
+    except UnicodeDecodeError:
+        raise SettingsError(f"{path} is not UTF-8 text; save it as UTF-8") from None
 
 
 @lru_cache(maxsize=1)
