@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 import vnlunar
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
-from visitorflow.festivals import VIETNAM_UTC_OFFSET_H, festival_days, national_holidays
+from visitorflow.festivals import (
+    VIETNAM_UTC_OFFSET_H,
+    festival_days,
+    load_rules,
+    national_holidays,
+)
 
 SEASONS_PATH = Path(__file__).resolve().parent.parent / "data" / "lunar_seasons.yaml"
 
@@ -37,11 +41,7 @@ class LunarSeason(BaseModel):
 @lru_cache(maxsize=4)
 def load_seasons(path: Path = SEASONS_PATH) -> tuple[LunarSeason, ...]:
     """The lunar seasons of data/lunar_seasons.yaml; a clear error when the file is unusable."""
-    try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        return tuple(LunarSeason.model_validate(s) for s in raw["seasons"])
-    except (OSError, KeyError, TypeError, yaml.YAMLError, ValidationError) as exc:
-        raise ValueError(f"lunar seasons file {path} is unusable: {exc}") from None
+    return load_rules(path, "seasons", LunarSeason, "lunar seasons file")
 
 
 @lru_cache(maxsize=16)

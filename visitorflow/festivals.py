@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
+from typing import TypeVar
 
 import holidays
 import pandas as pd
@@ -21,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from visitorflow.catalogue import LocalizedName
 
+M = TypeVar("M", bound=BaseModel)
 VIETNAM_UTC_OFFSET_H = 7.0
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "festivals.yaml"
 
@@ -51,13 +53,19 @@ def lunar_to_solar(day: int, month: int, year: int, leap: bool = False) -> date:
     return date(y, m, d)
 
 
-@lru_cache(maxsize=4)
-def load_festivals(path: Path = DEFAULT_PATH) -> tuple[Festival, ...]:
+def load_rules(path: Path, key: str, model: type[M], what: str) -> tuple[M, ...]:
+    """The list under `key` of a YAML calendar file, each item validated as `model`; a
+    FestivalError naming the file (`what` it is) and the problem when it is unusable."""
     try:
         raw = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        return tuple(Festival.model_validate(f) for f in raw["festivals"])
+        return tuple(model.model_validate(item) for item in raw[key])
     except (OSError, KeyError, TypeError, yaml.YAMLError, ValidationError) as exc:
-        raise FestivalError(f"festival calendar {path} is unusable: {exc}") from None
+        raise FestivalError(f"{what} {path} is unusable: {exc}") from None
+
+
+@lru_cache(maxsize=4)
+def load_festivals(path: Path = DEFAULT_PATH) -> tuple[Festival, ...]:
+    return load_rules(path, "festivals", Festival, "festival calendar")
 
 
 def festival_days(years: Iterable[int], path: Path = DEFAULT_PATH) -> pd.DataFrame:
