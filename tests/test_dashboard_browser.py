@@ -245,6 +245,8 @@ def test_a_viewer_cannot_acknowledge_and_an_operator_can(
             open_alerts_page(viewer)
             viewer.get_by_text("Cảnh báo đang mở (3)").wait_for(timeout=60_000)
             viewer.get_by_text("Bạn đăng nhập với quyền xem").wait_for(timeout=10_000)
+            # The heading is drawn before the list under it: wait for the list's first alert.
+            viewer.get_by_text("Động Tam Thanh").first.wait_for(timeout=30_000)
             viewer_text = viewer.inner_text("body")
             viewer_buttons = viewer.get_by_role("button", name="Xác nhận", exact=True).count()
             viewer_notes = viewer.get_by_label("Ghi chú").count()
@@ -254,6 +256,7 @@ def test_a_viewer_cannot_acknowledge_and_an_operator_can(
             sign_in(page, dashboard_url, dashboard_users["operator"])
             open_alerts_page(page)
             page.get_by_text("Cảnh báo đang mở (3)").wait_for(timeout=60_000)
+            page.get_by_label("Ghi chú").first.wait_for(timeout=30_000)
             text = page.inner_text("body")
             # The most severe alert comes first: its inputs are the first ones. No name to
             # type: the signed-in operator is who acknowledges.
