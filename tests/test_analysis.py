@@ -74,6 +74,13 @@ def test_occupancy_levels_and_alert_spells(settings: Settings) -> None:
     assert spell["start_local"] == pd.Timestamp("2026-03-10T10:00")
     assert spell["minutes"] == 120 and spell["worst_level"] == "overload"
     assert spell["peak_occupancy"] == 400
+    # An admin raises Tam Thanh's capacity to 500: the analysts' levels follow the capacity
+    # in force (400 people are then busy, not overload), as the live map's do.
+    store.set_capacity("tam_thanh", 500, "admin", _utc("2026-03-10T13:00"))
+    raised = va.hours_per_level(
+        va.occupancy_by_minute(va.open_workspace(settings), ["tam_thanh"], day, day))
+    assert raised.loc["tam_thanh"].get("overload", 0.0) == pytest.approx(0.0)
+    assert raised.loc["tam_thanh", "busy"] == pytest.approx(2.0)
     # No alerting component has written an alerts table: say so, never "0 alerts".
     assert va.alert_log(ws) is None
     assert va.festival_alerts(ws, ["tam_thanh"], day, day) is None

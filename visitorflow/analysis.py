@@ -23,6 +23,7 @@ from shapely.geometry import Point
 
 from visitorflow.catalogue import Catalogue, load_catalogue
 from visitorflow.festivals import festival_days, national_holidays
+from visitorflow.limits import effective_limits
 from visitorflow.load import LEVEL_COLOURS, LoadLevel, load_level
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store
@@ -60,9 +61,12 @@ def analyst_store(settings: Settings | None = None) -> Store:
 
 def open_workspace(settings: Settings | None = None) -> Workspace:
     """What a notebook's first cell calls: the settings in force (file and VISITORFLOW_*
-    environment), the validated catalogue, and the short-lived store."""
+    environment), the validated catalogue with the capacities in force (an admin's overrides
+    included, as the live map and the alerts use them), and the short-lived store."""
     settings = settings or get_settings()
-    return Workspace(settings, load_catalogue(settings.catalogue_path), analyst_store(settings))
+    store = analyst_store(settings)
+    catalogue = effective_limits(store, load_catalogue(settings.catalogue_path), settings)[0]
+    return Workspace(settings, catalogue, store)
 
 
 def to_local(utc: pd.Series, tz: str) -> pd.Series:
