@@ -168,11 +168,17 @@ class _Builder:
         return Chunk(first, end, readings, frame)
 
 
+# Peak memory of building the readings and minute-count keys once, per million readings
+# (measured: 1 year at 60 s, 12.1 M readings, 3.6 GiB; 3 years, 36 M, 10.5 GiB).
+KEY_BUILD_GIB_PER_MILLION = 0.3
+
+
 def backfill(settings: Settings, catalogue: Catalogue, start: date, end: date,
              truth_dir: Path | None = None, progress: bool = True,
              interval_s: int | None = None, bulk: bool = True) -> BackfillStats:
     """Simulate local dates [start, end) and store one reading per gate and interval.
-    `bulk=False` takes the batch-by-batch path even into an empty store (benchmarks)."""
+    `bulk=False` takes the batch-by-batch path even into an empty store (benchmarks); so
+    does a backfill whose key build would need more than simulator.backfill_key_memory_gib."""
     interval_s = interval_s or settings.simulator.backfill_interval_s
     if interval_s % 60 or MINUTES_PER_DAY % (interval_s // 60):
         raise ValueError(f"backfill interval {interval_s} s must divide a day in whole minutes")
@@ -185,6 +191,14 @@ def backfill(settings: Settings, catalogue: Catalogue, start: date, end: date,
         truth_dir.mkdir(parents=True, exist_ok=True)
         truth_path = truth_dir / "site_intervals.parquet"
     n_days = (end - start).days
+    expected = n_days * len(catalogue.gates()) * (86400 // interval_s)
+    need_gib = expected / 1e6 * KEY_BUILD_GIB_PER_MILLION
+    if bulk and need_gib > settings.simulator.backfill_key_memory_gib:
+        log.info("building the keys once would need ~%.1f GiB (simulator."
+                 "backfill_key_memory_gib = %.1f): keeping them up to date batch by batch "
+                 "instead (slower, less memory)", need_gib,
+                 settings.simulator.backfill_key_memory_gib)
+        bulk = False
     readings_count = inserted = 0
     started = time.monotonic()
     bar = tqdm(total=n_days, unit="day", disable=not progress, desc="backfill")

@@ -262,3 +262,22 @@ def test_backfill_rerun_adds_nothing(settings: Settings, tmp_path: Path) -> None
     more = backfill(settings, catalogue, START, END + timedelta(days=1), progress=False,
                     interval_s=60)
     assert more.inserted == n_gates * 1440
+
+
+def test_backfill_over_the_key_memory_budget_keeps_the_keys_up_to_date(
+        settings: Settings, tmp_path: Path) -> None:
+    """A history whose key build would not fit simulator.backfill_key_memory_gib takes the
+    batch-by-batch path (keys kept up to date): same store as the fast path."""
+    catalogue = load_catalogue(settings.catalogue_path)
+    fast = backfill(settings, catalogue, START, END, progress=False, interval_s=60)
+    assert fast.keys_built
+    expected = _contents(Store.from_settings(settings))
+    small = settings.model_copy(update={
+        "store": settings.store.model_copy(update={"path": tmp_path / "small.duckdb"}),
+        "simulator": settings.simulator.model_copy(update={"backfill_key_memory_gib": 0.01}),
+    })
+    slow = backfill(small, catalogue, START, END, progress=False, interval_s=60)
+    assert not slow.keys_built and slow.inserted == fast.inserted
+    got = _contents(Store.from_settings(small))
+    pd.testing.assert_frame_equal(got[0], expected[0])
+    pd.testing.assert_frame_equal(got[1], expected[1])
