@@ -35,6 +35,8 @@ class LunarSeason(BaseModel):
     first_day: int = Field(ge=1, le=30)
     last_day: int = Field(ge=1, le=30)
     kinds: tuple[str, ...] = ()  # empty: every site
+    # Public days off for everyone (the Tết holiday): the weekday does not shape the crowd.
+    days_off: bool = False
     basis: str
 
 
@@ -88,7 +90,7 @@ def site_holidays(
     kind: str | None = None,
 ) -> pd.DataFrame:
     """Prophet holidays for one site: one name per national holiday and per festival, a
-    separate `<festival>_peak` name for the peak days the sources name, and one name per
+    separate peak-day name for the peak days the sources name (`peak_holiday`), and one name per
     lunar season concerning the site's `kind` (`lunar_<season>`, no window).
 
     Windows sit on the edges only (the first day reaches `before_days` back, the last day
@@ -111,13 +113,23 @@ def site_holidays(
                     "lower_window": -before_days if day == dates[0] else 0,
                     "upper_window": after_days if day == dates[-1] else 0,
                 })
-            for day in sorted(group.loc[group["is_peak"], "date"]):
-                rows.append(_row(f"fest_{fest_id}_peak", day, 0, 0))
+            for row in group[group["is_peak"]].sort_values("date").itertuples():
+                rows.append(_row(peak_holiday(fest_id, row.lunar_day, row.sites), row.date,
+                                 0, 0))
     for row in season_days(kind, years).itertuples():
         rows.append(_row(f"lunar_{row.season_id}", row.date, 0, 0))
     frame = pd.DataFrame(rows, columns=["holiday", "ds", "lower_window", "upper_window"])
     frame["ds"] = pd.to_datetime(frame["ds"])
     return frame.sort_values(["ds", "holiday"]).reset_index(drop=True)
+
+
+def peak_holiday(festival_id: str, lunar_day: int, sites: tuple[str, ...]) -> str:
+    """The holiday name of a festival's peak day. A site's own festival gets one name per
+    peak day, `fest_<id>_peak_<lunar day>`: its peak days hold different events (Kỳ Cùng's
+    22nd a procession at the temples, its 27th the procession and the firecracker scramble at
+    Kỳ Lừa), and one shared effect would forecast the average of the two. A province-wide
+    festival's peak days (Tết 2–5) are one stretch of the same crowd: `fest_<id>_peak`."""
+    return f"fest_{festival_id}_peak_{lunar_day}" if sites else f"fest_{festival_id}_peak"
 
 
 def festival_labels(site_id: str, days: Iterable[date]) -> dict[date, str]:

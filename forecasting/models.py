@@ -13,7 +13,11 @@ Choices, and why (measured facts in /work/shared/docs/field-notes.md):
 - Separate daily seasonalities for weekdays and weekends (a weekday and a weekend profile
   cannot be drawn by one additive daily curve), for days with other opening hours, and one
   more on festival days (a procession at noon is not an evening market scaled up), and one
-  on the peak days of the site's own festivals (the procession itself).
+  per peak day of the site's own festivals (the procession itself; the scramble). Peak days
+  with scheduled events are out of the weekly cycle: a procession's crowd does not follow
+  the weekday. Nor do the days off of the Tết holiday (both models; the hourly model draws
+  them with Sunday's profile): one Tết in the window otherwise passes last year's weekdays
+  on to this year's Tết days.
 - Hours open on some weekdays only (a night market) get an offset of their own on festival
   and lunar-season days: those multiply the day's usual crowd, not the market's.
 - Never Newton (61 s instead of 1.5 s): L-BFGS always, no silent Newton fallback;
@@ -32,6 +36,7 @@ import numpy as np
 import pandas as pd
 from prophet import Prophet
 
+from forecasting.calendar import load_seasons
 from visitorflow.catalogue import WEEKDAYS, Site
 from visitorflow.festivals import load_festivals
 from visitorflow.settings import ForecastSettings
@@ -111,15 +116,19 @@ def festival_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(fest["ds"]).dt.normalize().unique())
 
 
-def event_peak_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
+def event_peak_days(holidays: pd.DataFrame | None) -> dict[str, pd.DatetimeIndex]:
     """The peak days of the site's own festivals (not the province-wide ones: Tết, Hùng
-    Kings), where events of their own happen: Kỳ Cùng's noon processions and firecracker
-    scramble, Chùa Tiên's and Bắc Lệ's main days."""
+    Kings), where events of their own happen, by peak (`<festival>_peak_<lunar day>`): Kỳ
+    Cùng's noon processions on the 22nd and 27th and the firecracker scramble on the 27th,
+    Chùa Tiên's and Bắc Lệ's main days. Each peak gets its own daily profile: the 22nd and
+    the 27th do not hold the same crowd at Kỳ Lừa."""
     if holidays is None or holidays.empty:
-        return pd.DatetimeIndex([])
-    own = {f"fest_{f.id}_peak" for f in load_festivals() if f.sites}
-    peaks = holidays[holidays["holiday"].isin(own)]
-    return pd.DatetimeIndex(pd.to_datetime(peaks["ds"]).dt.normalize().unique())
+        return {}
+    own = tuple(f"fest_{f.id}_peak_" for f in load_festivals() if f.sites)
+    peaks = holidays[holidays["holiday"].str.startswith(own)] if own else holidays.iloc[:0]
+    return {str(name).removeprefix("fest_"):
+            pd.DatetimeIndex(pd.to_datetime(group["ds"]).dt.normalize().unique())
+            for name, group in peaks.groupby("holiday")}
 
 
 def season_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
@@ -130,6 +139,20 @@ def season_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     return pd.DatetimeIndex(pd.to_datetime(seasons["ds"]).dt.normalize().unique())
 
 
+SUNDAY = 6  # pandas day_of_week
+
+
+def days_off_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
+    """The days of the festivals and lunar seasons marked `days_off` (the Tết holiday) among
+    Prophet holidays."""
+    if holidays is None or holidays.empty:
+        return pd.DatetimeIndex([])
+    names = {f"fest_{f.id}" for f in load_festivals() if f.days_off}
+    names |= {f"lunar_{s.id}" for s in load_seasons() if s.days_off}
+    off = holidays[holidays["holiday"].isin(names)]
+    return pd.DatetimeIndex(pd.to_datetime(off["ds"]).dt.normalize().unique())
+
+
 def _on_days(ds: pd.Series, days: pd.DatetimeIndex | None) -> np.ndarray:
     return ds.dt.normalize().isin(days if days is not None else pd.DatetimeIndex([])).to_numpy()
 
@@ -137,30 +160,49 @@ def _on_days(ds: pd.Series, days: pd.DatetimeIndex | None) -> np.ndarray:
 def _with_features(
     df: pd.DataFrame, cold_threshold_c: float,
     groups: dict[str, tuple[int, ...]] | None = None,
-    festivals: pd.DatetimeIndex | None = None,
-    peaks: pd.DatetimeIndex | None = None,
+    holidays: pd.DataFrame | None = None,
     extra: np.ndarray | None = None,
-    seasons: pd.DatetimeIndex | None = None,
 ) -> pd.DataFrame:
     out = df.copy()
     ds = pd.to_datetime(out["ds"])
     day = ds.dt.day_of_week.to_numpy()
+    has_extra = bool(groups) and extra is not None and extra.any()
+    extra_now = extra[day, ds.dt.hour.to_numpy()] if has_extra else np.zeros(len(out), bool)
+    peaks = event_peak_days(holidays)
+    # Days that are not ordinary weekdays, so that neither the weekly cycle nor the weekday
+    # profiles scale them (on the log scale they would): a peak day with scheduled events
+    # (festivals.yaml `peak_events`: the procession draws its crowd whatever the weekday; last
+    # year's Monday procession was forecast ×2 on this year's Sunday), and the days off of
+    # the Tết holiday (`days_off`: the whole country is off; last year's Saturday of Tết lent
+    # its weekend profile to this year's Friday). A day off is drawn with Sunday's profile,
+    # its level set by the holiday effects. Hours open on some weekdays only (a night market)
+    # keep their weekday's profile.
+    day_off = _on_days(ds, days_off_dates(holidays))
+    not_ordinary = day_off.copy()
+    scheduled = tuple(f"{f.id}_peak_" for f in load_festivals() if f.peak_events)
+    for name, days in peaks.items():
+        if name.startswith(scheduled):
+            not_ordinary |= _on_days(ds, days)
+    ordinary = ~not_ordinary | extra_now
+    out["is_ordinary_day"] = ordinary
     for name, days in (groups or {}).items():
-        out[f"is_{name}"] = np.isin(day, days)
+        as_sunday = day_off & ~extra_now if SUNDAY in days else False
+        out[f"is_{name}"] = (np.isin(day, days) & ordinary) | as_sunday
     if groups:
         # A festival day has its own shape (a noon procession, not an evening market): a
         # holiday effect alone would scale every hour of the day alike.
-        out["is_festival"] = _on_days(ds, festivals)
+        out["is_festival"] = _on_days(ds, festival_dates(holidays))
         # Its peak days have events of their own on top (a procession at noon).
-        out["is_festival_peak"] = _on_days(ds, peaks)
-    if groups and extra is not None and extra.any():
+        for name, days in peaks.items():
+            out[f"is_{name}"] = _on_days(ds, days)
+    if has_extra:
         # A festival scales the day's usual crowd, not a night market that draws its own
         # (Kỳ Lừa): on the log scale the festival's effect would multiply the market too, so
         # its hours get an offset of their own on festival days.
-        extra_now = extra[day, ds.dt.hour.to_numpy()]
         out["festival_extra_hour"] = (out["is_festival"] & extra_now).astype(float)
         # The same for the lunar seasons (the spring pilgrimage scales the day, not the market).
-        out["season_extra_hour"] = (_on_days(ds, seasons) & extra_now).astype(float)
+        out["season_extra_hour"] = (_on_days(ds, season_dates(holidays)) & extra_now).astype(
+            float)
     if "temp_c" in out:
         # Degrees below the frost threshold: Mẫu Sơn's rush follows frost, not mild cold.
         out["cold_c"] = np.clip(cold_threshold_c - out["temp_c"].to_numpy(float), 0, None)
@@ -169,15 +211,15 @@ def _with_features(
 
 def _new_prophet(
     settings: ForecastSettings, holidays: pd.DataFrame, span_days: float,
-    groups: dict[str, tuple[int, ...]] | None, regressor: bool, peak_profile: bool = False,
-    extra_regressor: bool = False,
+    groups: dict[str, tuple[int, ...]] | None, regressor: bool,
+    peak_profiles: tuple[str, ...] = (), extra_regressor: bool = False,
 ) -> Prophet:
-    hourly = bool(groups)
     yearly: bool | int = 6 if span_days >= 365 else False
     model = Prophet(
         growth="linear",
         yearly_seasonality=yearly,
-        weekly_seasonality=3 if hourly else True,
+        # The weekly cycle is added below, off on days that are not ordinary weekdays.
+        weekly_seasonality=False,
         daily_seasonality=False,
         holidays=holidays if len(holidays) else None,
         changepoint_prior_scale=settings.changepoint_prior_scale,
@@ -187,14 +229,17 @@ def _new_prophet(
     )
     # A failed L-BFGS fit must fail the site (reported), not fall into a minute of Newton.
     model.stan_backend.set_options(newton_fallback=False)
+    model.add_seasonality("weekly", period=7, fourier_order=3, condition_name="is_ordinary_day")
     for name in groups or {}:
         model.add_seasonality(name, period=1, fourier_order=8, condition_name=f"is_{name}")
     if groups:
         model.add_seasonality("daily_festival", period=1, fourier_order=6,
                               condition_name="is_festival")
-    if groups and peak_profile:
-        model.add_seasonality("daily_festival_peak", period=1, fourier_order=6,
-                              condition_name="is_festival_peak")
+    # Order 12 on hourly data is one free value per hour: an event an hour long (the
+    # scramble, sd 30 min) would be smeared over the afternoon by a smoother profile.
+    for name in peak_profiles if groups else ():
+        model.add_seasonality(f"daily_{name}", period=1, fourier_order=12,
+                              condition_name=f"is_{name}")
     if regressor:
         model.add_regressor("cold_c", standardize=True)
     if extra_regressor:
@@ -228,13 +273,13 @@ def fit_hourly(
         frame = frame.merge(temperature[["ds", "temp_c"]], on="ds", how="left")
         frame["temp_c"] = frame["temp_c"].interpolate(limit_direction="both")
     groups = profile_groups(site)
-    peaks = event_peak_dates(holidays)
-    frame = _with_features(frame, settings.cold_threshold_c, groups, festival_dates(holidays),
-                           peaks, extra_hours(site), season_dates(holidays))
+    peaks = event_peak_days(holidays)
+    frame = _with_features(frame, settings.cold_threshold_c, groups, holidays, extra_hours(site))
     span = (frame["ds"].max() - frame["ds"].min()).days if len(frame) else 0
+    # A peak's profile is learnt from its past occurrences: none in the window, none drawn.
+    seen = tuple(name for name in peaks if frame[f"is_{name}"].any())
     model = _new_prophet(settings, holidays, span, groups, regressor=temperature is not None,
-                         peak_profile=bool(frame["is_festival_peak"].any()),
-                         extra_regressor="festival_extra_hour" in frame)
+                         peak_profiles=seen, extra_regressor="festival_extra_hour" in frame)
     return _fit(model, frame)
 
 
@@ -290,8 +335,7 @@ def forecast_hourly(
         future = future.merge(temperature[["ds", "temp_c"]], on="ds", how="left")
         future["temp_c"] = future["temp_c"].interpolate(limit_direction="both")
     future = _with_features(future, settings.cold_threshold_c, profile_groups(site),
-                            festival_dates(model.holidays), event_peak_dates(model.holidays),
-                            extra_hours(site), season_dates(model.holidays))
+                            model.holidays, extra_hours(site))
     samples = np.zeros((hours, settings.samples))
     if len(future):
         log_samples = model.predictive_samples(future)["yhat"]
@@ -347,7 +391,7 @@ def fit_daily(
     if temperature is not None:
         frame = frame.merge(temperature[["ds", "temp_c"]], on="ds", how="left")
         frame["temp_c"] = frame["temp_c"].interpolate(limit_direction="both")
-    frame = _with_features(frame, settings.cold_threshold_c)
+    frame = _with_features(frame, settings.cold_threshold_c, holidays=holidays)
     span = (frame["ds"].max() - frame["ds"].min()).days if len(frame) else 0
     model = _new_prophet(settings, holidays, span, None,
                          regressor=temperature is not None)
@@ -367,7 +411,7 @@ def forecast_daily(
     if temperature is not None:
         future = future.merge(temperature[["ds", "temp_c"]], on="ds", how="left")
         future["temp_c"] = future["temp_c"].interpolate(limit_direction="both")
-    future = _with_features(future, settings.cold_threshold_c)
+    future = _with_features(future, settings.cold_threshold_c, holidays=model.holidays)
     samples = np.clip(np.expm1(model.predictive_samples(future)["yhat"]), 0, None)
     lo_q, hi_q = (1 - settings.interval_width) / 2, (1 + settings.interval_width) / 2
     out = future[["ds"]].copy()

@@ -1,5 +1,6 @@
 """Festival days in the hourly model, with a real Prophet fit: a festival scales Kỳ Lừa's day
-but not its night market, and a peak day's noon procession is drawn at noon."""
+but not its night market, a peak day's noon procession is drawn at noon, and each peak day
+keeps its own size (the 27th's firecracker scramble is not averaged with the 22nd)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pandas as pd
 import pytest
 
 from forecasting.calendar import site_holidays
-from forecasting.models import extra_hours, fit_hourly, forecast_hourly, open_mask, quiet_cmdstan
+from forecasting.models import extra_hours, fit_hourly, forecast_hourly, quiet_cmdstan
+from tests.forecast_support import counted_hours
 from visitorflow.catalogue import load_catalogue
 from visitorflow.festivals import festival_days, lunar_to_solar
 from visitorflow.settings import PROJECT_ROOT, ForecastSettings
@@ -20,24 +22,26 @@ SETTINGS = ForecastSettings(samples=100)
 
 
 def _ky_lua_history(start: str, end: str, seed: int = 5) -> pd.DataFrame:
-    """Kỳ Lừa's hours: a daytime market (~100/h), a Friday/Saturday night market (~800/h)
-    that festivals leave alone, festival days ×3 by day, and 2,000 people at noon on the
-    Kỳ Cùng festival's peak days (the procession)."""
+    """Kỳ Lừa's hours: a daytime market (~100/h, ~200/h at weekends), a Friday/Saturday night
+    market (~800/h) that festivals leave alone, festival days ×3 by day, 2,000 people at noon on the
+    Kỳ Cùng festival's opening peak day (22nd, the procession) and 6,000 on its closing one
+    (27th, the procession and the firecracker scramble)."""
     site = CATALOGUE.site("ky_lua")
     ds = pd.Series(pd.date_range(start, end, freq="h", inclusive="left"))
     fest = festival_days(range(ds.min().year, ds.max().year + 1))
     mine = fest[fest["sites"].map(lambda s: not s or "ky_lua" in s)]
     fest_days = pd.to_datetime(mine["date"]).unique()
-    peaks = pd.to_datetime(mine.loc[mine["is_peak"] & (mine["festival_id"] == "ky_cung_ta_phu"),
-                                    "date"]).unique()
+    kc = mine[mine["is_peak"] & (mine["festival_id"] == "ky_cung_ta_phu")]
+    opening = pd.to_datetime(kc.loc[kc["lunar_day"] == 22, "date"]).unique()
+    scramble = pd.to_datetime(kc.loc[kc["lunar_day"] == 27, "date"]).unique()
     day = ds.dt.normalize()
     night = extra_hours(site)[ds.dt.day_of_week, ds.dt.hour]
-    rate = np.where(night, 800.0, 100.0)
+    weekend = ds.dt.day_of_week.to_numpy() >= 5
+    rate = np.where(night, 800.0, np.where(weekend, 200.0, 100.0))
     rate = np.where(day.isin(fest_days) & ~night, rate * 3, rate)
-    rate = np.where(day.isin(peaks) & (ds.dt.hour == 12), rate + 2000, rate)
-    rate = np.where(open_mask(site, ds), rate, 0.0)
-    counts = np.random.default_rng(seed).poisson(rate)
-    return pd.DataFrame({"ds": ds, "arrivals": counts.astype(float)})
+    rate = np.where(day.isin(opening) & (ds.dt.hour == 12), rate + 2000, rate)
+    rate = np.where(day.isin(scramble) & (ds.dt.hour == 12), rate + 6000, rate)
+    return counted_hours(site, ds, rate, seed)
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +52,8 @@ def forecast() -> pd.DataFrame:
     history = _ky_lua_history("2025-01-06", "2026-03-08")
     holidays = site_holidays(site.id, range(2024, 2028), 2, 1, site.kind)
     model = fit_hourly(history, site, SETTINGS, holidays)
-    assert "daily_festival_peak" in model.seasonalities
+    assert {"daily_ky_cung_ta_phu_peak_22", "daily_ky_cung_ta_phu_peak_27"} <= set(
+        model.seasonalities)
     assert "festival_extra_hour" in model.extra_regressors
     out = forecast_hourly(model, site, origin, 8 * 24, SETTINGS)
     return out.set_index("ds")
@@ -68,3 +73,16 @@ def test_the_procession_is_forecast_at_noon_on_the_peak_day(forecast: pd.DataFra
     morning = forecast.loc["2026-03-10 09:00", "arrivals"]
     assert noon > 3 * morning
     assert noon == pytest.approx(2300, rel=0.5)
+
+
+def test_each_peak_day_keeps_its_own_crowd(forecast: pd.DataFrame) -> None:
+    # 15 March 2026 is lunar 1/27: the scramble's 6,000 on top of the day, not the mean of
+    # the two peak days (~4,000) that one shared peak effect would forecast, and not doubled
+    # because this year's 27th is a Sunday and last year's (24 Feb 2025) a Monday: the crowd
+    # comes for the event (festivals.yaml `peak_events`), the weekend doubles only the market.
+    assert lunar_to_solar(27, 1, 2026) == datetime(2026, 3, 15).date()
+    assert datetime(2026, 3, 15).weekday() == 6 and lunar_to_solar(27, 1, 2025).weekday() == 0
+    scramble = forecast.loc["2026-03-15 12:00", "arrivals"]
+    opening = forecast.loc["2026-03-10 12:00", "arrivals"]
+    assert scramble == pytest.approx(6600, rel=0.25)
+    assert opening == pytest.approx(2300, rel=0.35)

@@ -52,8 +52,14 @@ def test_festivals_apply_only_to_the_sites_they_concern() -> None:
     assert rows["ds"].dt.date.tolist() == [lunar_to_solar(d, 9, 2026) for d in (18, 19, 20)]
     assert rows["lower_window"].tolist() == [-2, 0, 0]
     assert rows["upper_window"].tolist() == [0, 0, 1]
-    peak = bac_le[bac_le["holiday"] == "fest_bac_le_peak"]["ds"].dt.date.tolist()
+    peak = bac_le[bac_le["holiday"] == "fest_bac_le_peak_20"]["ds"].dt.date.tolist()
     assert peak == [lunar_to_solar(20, 9, 2026)]
+    # Kỳ Cùng's two peak days hold different events: one name each; Tết's peak days
+    # (province-wide) share one.
+    ky_lua = site_holidays("ky_lua", [2026], before_days=2, after_days=1)
+    assert {"fest_ky_cung_ta_phu_peak_22", "fest_ky_cung_ta_phu_peak_27"} <= set(
+        ky_lua["holiday"])
+    assert (ky_lua["holiday"] == "fest_tet_peak").sum() == 4
     labels = festival_labels("den_bac_le", [lunar_to_solar(20, 9, 2026), date(2026, 5, 5)])
     assert labels == {lunar_to_solar(20, 9, 2026): "bac_le"}
 

@@ -40,6 +40,12 @@ class Festival(BaseModel):
     first_day: int = Field(ge=1, le=30)
     last_day: int = Field(ge=1, le=30)
     peak_days: tuple[int, ...] = ()
+    # The peak days hold scheduled events (processions) whose crowd comes for the event,
+    # whatever the weekday; otherwise a peak day is the festival's busiest day, a crowd
+    # that follows the weekday like any other.
+    peak_events: bool = False
+    # Public days off for everyone (the Tết holiday): the weekday does not shape the crowd.
+    days_off: bool = False
     sites: tuple[str, ...] = ()  # empty: province-wide
     source: str
 
