@@ -18,8 +18,10 @@ Choices, and why (measured facts in /work/shared/docs/field-notes.md):
   the weekday. Nor do the days off of the Tết holiday (both models; the hourly model draws
   them with Sunday's profile): one Tết in the window otherwise passes last year's weekdays
   on to this year's Tết days.
-- Hours open on some weekdays only (a night market) get an offset of their own on festival
-  and lunar-season days: those multiply the day's usual crowd, not the market's.
+- Hours open on some weekdays only (a night market) take no holiday effect and no festival
+  profile (the holidays enter as regressors that are 0 on those hours), only an offset of
+  their own on festival and lunar-season days: holidays multiply the day's usual crowd,
+  not the market's.
 - Never Newton (61 s instead of 1.5 s): L-BFGS always, no silent Newton fallback;
   mcmc_samples = 0. Bands and probabilities come from predictive_samples(), computed only for
   the rows forecast (never the history).
@@ -30,6 +32,7 @@ Choices, and why (measured facts in /work/shared/docs/field-notes.md):
 from __future__ import annotations
 
 import logging
+import warnings
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -60,6 +63,10 @@ def quiet_cmdstan() -> None:
         # already has one: give it a silent one.
         if not any(isinstance(h, logging.NullHandler) for h in logger.handlers):
             logger.addHandler(logging.NullHandler())
+    # Prophet adds a frame column per regressor; with Kỳ Lừa's holiday regressors pandas
+    # warns of a fragmented frame on every fit and forecast (a speed hint, not an error).
+    warnings.filterwarnings("ignore", category=pd.errors.PerformanceWarning,
+                            module="prophet")
 
 
 # -- opening hours ------------------------------------------------------------------------------
@@ -140,6 +147,22 @@ def season_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
 
 
 SUNDAY = 6  # pandas day_of_week
+HOLIDAY_REGRESSOR = "holiday__"
+
+
+def holiday_features(ds: pd.Series, holidays: pd.DataFrame, where: np.ndarray) -> pd.DataFrame:
+    """Prophet's holiday features as regressor columns (`holiday__<name>_p<k>` / `_m<k>`: 1 on
+    the holiday's day shifted by k days within its window), 0 outside `where`."""
+    day = pd.to_datetime(ds).dt.normalize().to_numpy()
+    columns: dict[str, np.ndarray] = {}
+    for row in holidays.itertuples(index=False):
+        start = pd.Timestamp(row.ds).normalize()
+        for offset in range(int(row.lower_window), int(row.upper_window) + 1):
+            name = f"{HOLIDAY_REGRESSOR}{row.holiday}_{'p' if offset >= 0 else 'm'}{abs(offset)}"
+            hit = (day == (start + pd.Timedelta(days=offset)).to_datetime64()) & where
+            columns[name] = columns[name] | hit if name in columns else hit
+    return pd.DataFrame({name: hit.astype(float) for name, hit in columns.items()},
+                        index=ds.index)
 
 
 def days_off_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
@@ -188,18 +211,24 @@ def _with_features(
     for name, days in (groups or {}).items():
         as_sunday = day_off & ~extra_now if SUNDAY in days else False
         out[f"is_{name}"] = (np.isin(day, days) & ordinary) | as_sunday
+    festival_day = _on_days(ds, festival_dates(holidays))
     if groups:
         # A festival day has its own shape (a noon procession, not an evening market): a
-        # holiday effect alone would scale every hour of the day alike.
-        out["is_festival"] = _on_days(ds, festival_dates(holidays))
+        # holiday effect alone would scale every hour of the day alike. Hours open on some
+        # weekdays only (a night market) keep their weekday's shape (below).
+        out["is_festival"] = festival_day & ~extra_now
         # Its peak days have events of their own on top (a procession at noon).
         for name, days in peaks.items():
-            out[f"is_{name}"] = _on_days(ds, days)
+            out[f"is_{name}"] = _on_days(ds, days) & ~extra_now
     if has_extra:
-        # A festival scales the day's usual crowd, not a night market that draws its own
-        # (Kỳ Lừa): on the log scale the festival's effect would multiply the market too, so
-        # its hours get an offset of their own on festival days.
-        out["festival_extra_hour"] = (out["is_festival"] & extra_now).astype(float)
+        # A holiday scales the day's usual crowd, not a night market that draws its own
+        # (Kỳ Lừa): Prophet's holiday effects would multiply every hour of the day, and a Tết
+        # day learnt on market-less evenings drew 11.8 k on a 4.2 k market evening. So the
+        # holidays enter as regressors that are 0 on the market hours, and those hours get
+        # one offset of their own on festival days.
+        if holidays is not None and len(holidays):
+            out = pd.concat([out, holiday_features(ds, holidays, ~extra_now)], axis=1).copy()
+        out["festival_extra_hour"] = (festival_day & extra_now).astype(float)
         # The same for the lunar seasons (the spring pilgrimage scales the day, not the market).
         out["season_extra_hour"] = (_on_days(ds, season_dates(holidays)) & extra_now).astype(
             float)
@@ -213,6 +242,7 @@ def _new_prophet(
     settings: ForecastSettings, holidays: pd.DataFrame, span_days: float,
     groups: dict[str, tuple[int, ...]] | None, regressor: bool,
     peak_profiles: tuple[str, ...] = (), extra_regressor: bool = False,
+    holiday_regressors: tuple[str, ...] = (),
 ) -> Prophet:
     yearly: bool | int = 6 if span_days >= 365 else False
     model = Prophet(
@@ -221,7 +251,8 @@ def _new_prophet(
         # The weekly cycle is added below, off on days that are not ordinary weekdays.
         weekly_seasonality=False,
         daily_seasonality=False,
-        holidays=holidays if len(holidays) else None,
+        # Holidays given as regressors (`holiday_features`) replace Prophet's own.
+        holidays=holidays if len(holidays) and not holiday_regressors else None,
         changepoint_prior_scale=settings.changepoint_prior_scale,
         interval_width=settings.interval_width,
         mcmc_samples=0,
@@ -245,6 +276,9 @@ def _new_prophet(
     if extra_regressor:
         model.add_regressor("festival_extra_hour", standardize=False)
         model.add_regressor("season_extra_hour", standardize=False)
+    for name in holiday_regressors:
+        # Prophet's own holiday prior, so the effects are as free as Prophet's holidays.
+        model.add_regressor(name, prior_scale=model.holidays_prior_scale, standardize=False)
     return model
 
 
@@ -279,7 +313,10 @@ def fit_hourly(
     # A peak's profile is learnt from its past occurrences: none in the window, none drawn.
     seen = tuple(name for name in peaks if frame[f"is_{name}"].any())
     model = _new_prophet(settings, holidays, span, groups, regressor=temperature is not None,
-                         peak_profiles=seen, extra_regressor="festival_extra_hour" in frame)
+                         peak_profiles=seen, extra_regressor="festival_extra_hour" in frame,
+                         holiday_regressors=tuple(
+                             c for c in frame.columns if c.startswith(HOLIDAY_REGRESSOR)))
+    model.site_holidays = holidays  # the forecast derives its features from them
     return _fit(model, frame)
 
 
@@ -335,7 +372,7 @@ def forecast_hourly(
         future = future.merge(temperature[["ds", "temp_c"]], on="ds", how="left")
         future["temp_c"] = future["temp_c"].interpolate(limit_direction="both")
     future = _with_features(future, settings.cold_threshold_c, profile_groups(site),
-                            model.holidays, extra_hours(site))
+                            model.site_holidays, extra_hours(site))
     samples = np.zeros((hours, settings.samples))
     if len(future):
         log_samples = model.predictive_samples(future)["yhat"]
