@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -115,12 +116,18 @@ def extra_hours(site: Site) -> np.ndarray:
     return table & ~table[table.any(axis=1)].all(axis=0)
 
 
-def festival_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
-    """The local days of the Lạng Sơn festivals among Prophet holidays (names `fest_*`)."""
+def _holiday_days(holidays: pd.DataFrame | None, chosen: Callable[[pd.Series], pd.Series],
+                  ) -> pd.DatetimeIndex:
+    """The local days of the Prophet holidays whose names `chosen` selects."""
     if holidays is None or holidays.empty:
         return pd.DatetimeIndex([])
-    fest = holidays[holidays["holiday"].str.startswith("fest_")]
-    return pd.DatetimeIndex(pd.to_datetime(fest["ds"]).dt.normalize().unique())
+    picked = holidays[chosen(holidays["holiday"])]
+    return pd.DatetimeIndex(pd.to_datetime(picked["ds"]).dt.normalize().unique())
+
+
+def festival_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
+    """The local days of the Lạng Sơn festivals among Prophet holidays (names `fest_*`)."""
+    return _holiday_days(holidays, lambda name: name.str.startswith("fest_"))
 
 
 def event_peak_days(holidays: pd.DataFrame | None) -> dict[str, pd.DatetimeIndex]:
@@ -140,10 +147,7 @@ def event_peak_days(holidays: pd.DataFrame | None) -> dict[str, pd.DatetimeIndex
 
 def season_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     """The days of the lunar seasons among Prophet holidays (names `lunar_*`)."""
-    if holidays is None or holidays.empty:
-        return pd.DatetimeIndex([])
-    seasons = holidays[holidays["holiday"].str.startswith("lunar_")]
-    return pd.DatetimeIndex(pd.to_datetime(seasons["ds"]).dt.normalize().unique())
+    return _holiday_days(holidays, lambda name: name.str.startswith("lunar_"))
 
 
 SUNDAY = 6  # pandas day_of_week
@@ -168,12 +172,9 @@ def holiday_features(ds: pd.Series, holidays: pd.DataFrame, where: np.ndarray) -
 def days_off_dates(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     """The days of the festivals and lunar seasons marked `days_off` (the Tết holiday) among
     Prophet holidays."""
-    if holidays is None or holidays.empty:
-        return pd.DatetimeIndex([])
     names = {f"fest_{f.id}" for f in load_festivals() if f.days_off}
     names |= {f"lunar_{s.id}" for s in load_seasons() if s.days_off}
-    off = holidays[holidays["holiday"].isin(names)]
-    return pd.DatetimeIndex(pd.to_datetime(off["ds"]).dt.normalize().unique())
+    return _holiday_days(holidays, lambda name: name.isin(names))
 
 
 def _on_days(ds: pd.Series, days: pd.DatetimeIndex | None) -> np.ndarray:
@@ -361,7 +362,8 @@ def forecast_hourly(
     lead_in: np.ndarray | None = None,
     temperature: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
-    """Hourly forecast from `start_local` (a local hour start) for `hours` hours:
+    """Hourly forecast from `start_local` (a local hour start) for `hours` hours, from a
+    model of `fit_hourly` (which keeps the site's holidays on it as `site_holidays`):
     ds (local hour start), is_open, arrivals (median people/hour) with lower/upper band,
     occupancy (median people at the end of the hour) and its upper band, capacity, and
     p_overload = P(occupancy ≥ overload_share × capacity) from predictive samples."""
