@@ -38,10 +38,9 @@ from forecasting.calendar import (
     site_holidays,
 )
 from forecasting.models import (
+    fit_and_forecast,
     fit_daily,
-    fit_hourly,
     forecast_daily,
-    forecast_hourly,
     occupancy_from_arrivals,
     quiet_cmdstan,
     seasonal_naive_hourly,
@@ -91,10 +90,10 @@ def backtest_site(task: BacktestTask) -> dict:
             train = task.history[(task.history["ds"] < origin_ts) & (
                 task.history["ds"] >= origin_ts
                 - pd.Timedelta(days=task.settings.hourly_history_days))]
-            model = fit_hourly(train, site, task.settings, task.holidays, task.temperature)
             lead_in = lead_in_arrivals(train, origin, site.dwell_min)
-            forecast = forecast_hourly(model, site, origin, fold_hours, task.settings,
-                                       task.overload_share, lead_in, task.temperature)
+            forecast, _ = fit_and_forecast(
+                task.history, site, task.settings, task.holidays, origin, fold_hours,
+                -(-fold_hours // 24), task.overload_share, lead_in, task.temperature)
             naive = seasonal_naive_hourly(train, site, origin, fold_hours)
             fold = forecast[["ds", "is_open", "arrivals", "p_overload"]].rename(
                 columns={"arrivals": "model"})
@@ -257,18 +256,26 @@ def run_backtest(
     if latest is None:
         raise RuntimeError(f"the store at {store.path} has no readings to backtest")
     end_utc = pd.Timestamp(latest).floor("h").to_pydatetime()
-    start_utc = end_utc - timedelta(days=max(fc.daily_history_days, fc.hourly_history_days))
-    arrivals = store.hourly_arrivals(None, start_utc, end_utc)
-    years = range(start_utc.year - 1, end_utc.year + 2)
+    window = timedelta(days=max(fc.daily_history_days, fc.hourly_history_days))
+    start_utc = end_utc - window
+    # Folds start within the last window; each fold's models see a whole window before its
+    # origin, as a forecast run would (the daily model's 1,100 days, for a fold a year back).
+    arrivals = store.hourly_arrivals(None, start_utc - window, end_utc)
+    # The temperature regressor needs half its span covered: span it over the stored history.
+    first_utc = start_utc - window
+    if len(arrivals):
+        first_utc = max(first_utc, pd.Timestamp(arrivals["hour_utc"].min()).to_pydatetime())
+    years = range((start_utc - window).year - 1, end_utc.year + 2)
     tasks = []
     for site_id in site_ids:
         site = catalogue.site(site_id)
         history = site_history(arrivals, site_id, tz)
+        recent = history[history["ds"] >= pd.Timestamp(to_local(start_utc, tz))]
         site_origins = list(origins or default_origins(to_local(end_utc, tz), fc))
-        long_folds = festival_origins(site_id, history, fc) if festivals else {}
+        long_folds = festival_origins(site_id, recent, fc) if festivals else {}
         temperature = None
         if site_id in fc.temperature_sites:
-            temperature = site_temperature(store, site_id, start_utc, end_utc, end_utc, tz,
+            temperature = site_temperature(store, site_id, first_utc, end_utc, end_utc, tz,
                                            cold_threshold_c=fc.cold_threshold_c)
         labels = festival_labels(site_id, pd.date_range(to_local(start_utc, tz),
                                                         to_local(end_utc, tz)).date)

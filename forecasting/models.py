@@ -22,6 +22,9 @@ Choices, and why (measured facts in /work/shared/docs/field-notes.md):
   profile (the holidays enter as regressors that are 0 on those hours), only an offset of
   their own on festival and lunar-season days: holidays multiply the day's usual crowd,
   not the market's.
+- On holiday days the hourly forecast's day total is the daily model's (`fit_and_forecast`):
+  the daily model's longer window holds two or three occurrences of each festival where
+  the hourly one holds one; the hourly model keeps the shape of the day.
 - Never Newton (61 s instead of 1.5 s): L-BFGS always, no silent Newton fallback;
   mcmc_samples = 0. Bands and probabilities come from predictive_samples(), computed only for
   the rows forecast (never the history).
@@ -361,12 +364,15 @@ def forecast_hourly(
     overload_share: float = 1.0,
     lead_in: np.ndarray | None = None,
     temperature: pd.DataFrame | None = None,
+    day_totals: pd.Series | None = None,
 ) -> pd.DataFrame:
     """Hourly forecast from `start_local` (a local hour start) for `hours` hours, from a
     model of `fit_hourly` (which keeps the site's holidays on it as `site_holidays`):
     ds (local hour start), is_open, arrivals (median people/hour) with lower/upper band,
     occupancy (median people at the end of the hour) and its upper band, capacity, and
-    p_overload = P(occupancy ≥ overload_share × capacity) from predictive samples."""
+    p_overload = P(occupancy ≥ overload_share × capacity) from predictive samples.
+    `day_totals` (local day → people/day): days whose median total is set to these, every
+    sample of the day scaled alike (`scale_to_day_totals`), before occupancy is derived."""
     grid = pd.DataFrame({"ds": pd.date_range(start_local, periods=hours, freq="h")})
     is_open = open_mask(site, grid["ds"])
     future = grid[is_open].reset_index(drop=True)
@@ -379,6 +385,8 @@ def forecast_hourly(
     if len(future):
         log_samples = model.predictive_samples(future)["yhat"]
         samples[is_open] = np.clip(np.expm1(log_samples), 0, None)
+    if day_totals is not None and len(day_totals):
+        scale_to_day_totals(samples, grid["ds"], is_open, site, day_totals)
     occ = occupancy_from_arrivals(samples, is_open, site.dwell_min, lead_in)
     lo_q, hi_q = (1 - settings.interval_width) / 2, (1 + settings.interval_width) / 2
     threshold = overload_share * site.capacity
@@ -391,6 +399,99 @@ def forecast_hourly(
     grid["capacity"] = site.capacity
     grid["p_overload"] = (occ >= threshold).mean(axis=1)
     return grid[HOURLY_COLUMNS]
+
+
+def holiday_window_days(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
+    """Every local day a holiday effect reaches: the holidays' days and their windows."""
+    if holidays is None or holidays.empty:
+        return pd.DatetimeIndex([])
+    days = {pd.Timestamp(row.ds).normalize() + pd.Timedelta(days=offset)
+            for row in holidays.itertuples(index=False)
+            for offset in range(int(row.lower_window), int(row.upper_window) + 1)}
+    return pd.DatetimeIndex(sorted(days))
+
+
+def holiday_day_totals(
+    daily: pd.DataFrame, site: Site, holidays: pd.DataFrame | None
+) -> pd.Series | None:
+    """The daily model's forecast (ds, arrivals) on the holiday days (`holiday_window_days`),
+    as `forecast_hourly`'s `day_totals`; None for a site with hours open on some weekdays only.
+
+    Why: a holiday's size is learnt from its past occurrences. The hourly model sees
+    `hourly_history_days` (one occurrence of each festival: its day's random draw is the
+    forecast's), the daily model up to `daily_history_days` (two or three occurrences) at
+    a fraction of the cost; so the day's total comes from the daily model and the hour shape
+    from the hourly one. Not for a night-market site (Kỳ Lừa): its day total mixes the day's
+    crowd, which holidays scale, and the market's, which they do not, and only the hourly
+    model tells them apart (the daily model forecast Tết's market Friday at 1.5 k, 5.4 k
+    counted)."""
+    if extra_hours(site).any():
+        return None
+    on_holiday = pd.to_datetime(daily["ds"]).dt.normalize().isin(holiday_window_days(holidays))
+    picked = daily[on_holiday.to_numpy()]
+    return pd.Series(picked["arrivals"].to_numpy(float),
+                     index=pd.to_datetime(picked["ds"]).dt.normalize())
+
+
+def scale_to_day_totals(
+    samples: np.ndarray, ds: pd.Series, is_open: np.ndarray, site: Site, day_totals: pd.Series
+) -> None:
+    """Scale, in place, each day's hourly samples (rows: the hours `ds`, columns: samples) so
+    that the day's hourly medians (the `arrivals` a planner reads and adds up) sum to
+    `day_totals[day]`: the hourly forecast then agrees with the daily one. (Matching the
+    median of the samples' day sums instead leaves the hourly medians 3-12 % short of it, the
+    most at small sites: a sum of right-skewed hours has its median above the sum of their
+    medians; Tam Thanh 0.97, Nhất Thanh 0.89.) Only days whose
+    open hours are all in `ds` (a forecast starting mid-day leaves its first day alone: part
+    of a day's hours cannot carry the whole day's total)."""
+    day = pd.to_datetime(ds).dt.normalize()
+    whole = pd.DataFrame({"ds": pd.date_range(day.min(), day.max() + pd.Timedelta(hours=23),
+                                              freq="h")})
+    whole_open = pd.Series(open_mask(site, whole["ds"])).groupby(
+        whole["ds"].dt.normalize()).sum()
+    in_grid = pd.Series(np.asarray(is_open, bool)).groupby(day.to_numpy()).sum()
+    for target_day, total in day_totals.items():
+        if target_day not in in_grid.index or in_grid[target_day] != whole_open[target_day]:
+            continue
+        rows = (day == target_day).to_numpy() & np.asarray(is_open, bool)
+        current = float(np.median(samples[rows], axis=1).sum())
+        if current > 0 and np.isfinite(total):
+            samples[rows] *= total / current
+
+
+def fit_and_forecast(
+    history: pd.DataFrame,
+    site: Site,
+    settings: ForecastSettings,
+    holidays: pd.DataFrame,
+    start_local: datetime,
+    hours: int,
+    days: int,
+    overload_share: float = 1.0,
+    lead_in: np.ndarray | None = None,
+    temperature: pd.DataFrame | None = None,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Fit both models of a site on `history` (ds, arrivals) before `start_local` and forecast:
+    (hourly for `hours` hours from `start_local`, daily for `days` days from its day). The
+    hourly model sees the last `hourly_history_days` (fit time grows with rows: field notes,
+    17.5 k hourly rows 11-21 s), the daily model the whole days of the last
+    `daily_history_days`; with `holiday_totals_from_daily`, the hourly forecast's holiday days
+    take the daily model's totals (`holiday_day_totals`)."""
+    start = pd.Timestamp(start_local)
+    first_day = start.normalize()
+    past = history[history["ds"] < start]
+    recent = past[past["ds"] >= start - pd.Timedelta(days=settings.hourly_history_days)]
+    whole_days = past[(past["ds"] < first_day)
+                      & (past["ds"] >= first_day - pd.Timedelta(days=settings.daily_history_days))]
+    daily_temp = daily_temperature(temperature) if temperature is not None else None
+    daily_model = fit_daily(daily_totals(whole_days, site), settings, holidays, daily_temp)
+    daily = forecast_daily(daily_model, first_day.to_pydatetime(), days, settings, daily_temp)
+    totals = (holiday_day_totals(daily, site, holidays)
+              if settings.holiday_totals_from_daily else None)
+    hourly_model = fit_hourly(recent, site, settings, holidays, temperature)
+    hourly = forecast_hourly(hourly_model, site, start_local, hours, settings, overload_share,
+                             lead_in, temperature, totals)
+    return hourly, daily
 
 
 # -- daily --------------------------------------------------------------------------------------

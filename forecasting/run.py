@@ -28,14 +28,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.calendar import festival_labels, site_holidays
-from forecasting.models import (
-    daily_temperature,
-    daily_totals,
-    fit_daily,
-    fit_hourly,
-    forecast_daily,
-    forecast_hourly,
-)
+from forecasting.models import fit_and_forecast
 from forecasting.parallel import map_tasks
 from visitorflow.catalogue import Catalogue, Site, load_catalogue
 from visitorflow.festivals import festival_days
@@ -93,25 +86,15 @@ def forecast_site(task: SiteTask) -> SiteResult:
     try:
         if task.history["arrivals"].notna().sum() == 0:
             raise ValueError("no arrivals in the history window (no counts stored yet?)")
-        temp = task.temperature
-        # The hourly model sees a shorter window than the daily one: fit time grows with rows
-        # (field notes: 17.5 k hourly rows took 11-21 s), and a year holds every festival once.
-        recent = task.history[task.history["ds"] >= pd.Timestamp(task.start_local)
-                              - pd.Timedelta(days=task.settings.hourly_history_days)]
-        hourly_model = fit_hourly(recent, site, task.settings, task.holidays, temp)
         lead_in = lead_in_arrivals(task.history, task.start_local, site.dwell_min)
-        hourly = forecast_hourly(
-            hourly_model, site, task.start_local, task.settings.hourly_horizon_days * 24,
-            task.settings, task.overload_share, lead_in, temp,
+        hourly, daily = fit_and_forecast(
+            task.history, site, task.settings, task.holidays, task.start_local,
+            task.settings.hourly_horizon_days * 24, task.daily_days, task.overload_share,
+            lead_in, task.temperature,
         )
-        daily_hist = daily_totals(task.history[task.history["ds"] < _day(task.start_local)], site)
-        daily_temp = daily_temperature(temp) if temp is not None else None
-        daily_model = fit_daily(daily_hist, task.settings, task.holidays, daily_temp)
-        daily = forecast_daily(daily_model, _day(task.start_local), task.daily_days,
-                               task.settings, daily_temp)
         return SiteResult(
             site.id, True, fit_s=time.perf_counter() - started,
-            regressors="cold_c" if temp is not None else "", hourly=hourly, daily=daily,
+            regressors="cold_c" if task.temperature is not None else "", hourly=hourly, daily=daily,
         )
     except Exception as exc:  # noqa: BLE001 - reported per site, the run goes on
         last = traceback.extract_tb(exc.__traceback__)[-1]

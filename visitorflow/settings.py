@@ -255,6 +255,10 @@ class ForecastSettings(BaseModel):
     hourly_history_days: int = Field(400, ge=14)
     hourly_horizon_days: int = Field(14, ge=1, le=60)
     daily_history_days: int = Field(1100, ge=28)
+    # On holiday days (festivals, national holidays, lunar seasons, their windows) the hourly
+    # forecast's day total is the daily model's: it has seen two or three occurrences of each
+    # festival where the hourly model's window holds one (bench/results.md, 2026-12-02).
+    holiday_totals_from_daily: bool = True
     # The daily horizon runs to the end of the next festival season, and at least this far.
     daily_min_horizon_days: int = Field(120, ge=7)
     # Days before / after each festival or national holiday that Prophet may give an effect.
