@@ -87,14 +87,13 @@ def backtest_site(task: BacktestTask) -> dict:
         for origin in task.origins:
             origin_ts = pd.Timestamp(origin)
             fold_hours = task.long_folds.get(origin, task.horizon_days) * 24
-            train = task.history[(task.history["ds"] < origin_ts) & (
-                task.history["ds"] >= origin_ts
-                - pd.Timedelta(days=task.settings.hourly_history_days))]
-            lead_in = lead_in_arrivals(train, origin, site.dwell_min)
+            # Only what was known at the origin: the models take their windows from it.
+            past = task.history[task.history["ds"] < origin_ts]
+            lead_in = lead_in_arrivals(past, origin, site.dwell_min)
             forecast, _ = fit_and_forecast(
-                task.history, site, task.settings, task.holidays, origin, fold_hours,
+                past, site, task.settings, task.holidays, origin, fold_hours,
                 -(-fold_hours // 24), task.overload_share, lead_in, task.temperature)
-            naive = seasonal_naive_hourly(train, site, origin, fold_hours)
+            naive = seasonal_naive_hourly(past, site, origin, fold_hours)
             fold = forecast[["ds", "is_open", "arrivals", "p_overload"]].rename(
                 columns={"arrivals": "model"})
             fold["naive"] = naive["arrivals"].to_numpy()
@@ -260,12 +259,12 @@ def run_backtest(
     start_utc = end_utc - window
     # Folds start within the last window; each fold's models see a whole window before its
     # origin, as a forecast run would (the daily model's 1,100 days, for a fold a year back).
-    arrivals = store.hourly_arrivals(None, start_utc - window, end_utc)
-    # The temperature regressor needs half its span covered: span it over the stored history.
     first_utc = start_utc - window
+    arrivals = store.hourly_arrivals(None, first_utc, end_utc)
+    # The temperature regressor needs half its span covered: span it over the stored history.
     if len(arrivals):
         first_utc = max(first_utc, pd.Timestamp(arrivals["hour_utc"].min()).to_pydatetime())
-    years = range((start_utc - window).year - 1, end_utc.year + 2)
+    years = range(first_utc.year - 1, end_utc.year + 2)
     tasks = []
     for site_id in site_ids:
         site = catalogue.site(site_id)

@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
 
 import numpy as np
@@ -157,17 +157,23 @@ SUNDAY = 6  # pandas day_of_week
 HOLIDAY_REGRESSOR = "holiday__"
 
 
+def _holiday_windows(holidays: pd.DataFrame) -> Iterator[tuple[str, int, pd.Timestamp]]:
+    """(holiday, offset, local day) for every day of every holiday's window."""
+    for row in holidays.itertuples(index=False):
+        start = pd.Timestamp(row.ds).normalize()
+        for offset in range(int(row.lower_window), int(row.upper_window) + 1):
+            yield row.holiday, offset, start + pd.Timedelta(days=offset)
+
+
 def holiday_features(ds: pd.Series, holidays: pd.DataFrame, where: np.ndarray) -> pd.DataFrame:
     """Prophet's holiday features as regressor columns (`holiday__<name>_p<k>` / `_m<k>`: 1 on
     the holiday's day shifted by k days within its window), 0 outside `where`."""
     day = pd.to_datetime(ds).dt.normalize().to_numpy()
     columns: dict[str, np.ndarray] = {}
-    for row in holidays.itertuples(index=False):
-        start = pd.Timestamp(row.ds).normalize()
-        for offset in range(int(row.lower_window), int(row.upper_window) + 1):
-            name = f"{HOLIDAY_REGRESSOR}{row.holiday}_{'p' if offset >= 0 else 'm'}{abs(offset)}"
-            hit = (day == (start + pd.Timedelta(days=offset)).to_datetime64()) & where
-            columns[name] = columns[name] | hit if name in columns else hit
+    for holiday, offset, on in _holiday_windows(holidays):
+        name = f"{HOLIDAY_REGRESSOR}{holiday}_{'p' if offset >= 0 else 'm'}{abs(offset)}"
+        hit = (day == on.to_datetime64()) & where
+        columns[name] = columns[name] | hit if name in columns else hit
     return pd.DataFrame({name: hit.astype(float) for name, hit in columns.items()},
                         index=ds.index)
 
@@ -405,10 +411,7 @@ def holiday_window_days(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     """Every local day a holiday effect reaches: the holidays' days and their windows."""
     if holidays is None or holidays.empty:
         return pd.DatetimeIndex([])
-    days = {pd.Timestamp(row.ds).normalize() + pd.Timedelta(days=offset)
-            for row in holidays.itertuples(index=False)
-            for offset in range(int(row.lower_window), int(row.upper_window) + 1)}
-    return pd.DatetimeIndex(sorted(days))
+    return pd.DatetimeIndex(sorted({on for _, _, on in _holiday_windows(holidays)}))
 
 
 def holiday_day_totals(
@@ -445,15 +448,13 @@ def scale_to_day_totals(
     open hours are all in `ds` (a forecast starting mid-day leaves its first day alone: part
     of a day's hours cannot carry the whole day's total)."""
     day = pd.to_datetime(ds).dt.normalize()
-    whole = pd.DataFrame({"ds": pd.date_range(day.min(), day.max() + pd.Timedelta(hours=23),
-                                              freq="h")})
-    whole_open = pd.Series(open_mask(site, whole["ds"])).groupby(
-        whole["ds"].dt.normalize()).sum()
-    in_grid = pd.Series(np.asarray(is_open, bool)).groupby(day.to_numpy()).sum()
+    is_open = np.asarray(is_open, bool)
+    in_grid = pd.Series(is_open).groupby(day.to_numpy()).sum()
+    open_hours = open_table(site).sum(axis=1)  # per weekday
     for target_day, total in day_totals.items():
-        if target_day not in in_grid.index or in_grid[target_day] != whole_open[target_day]:
+        if in_grid.get(target_day, -1) != open_hours[target_day.day_of_week]:
             continue
-        rows = (day == target_day).to_numpy() & np.asarray(is_open, bool)
+        rows = (day == target_day).to_numpy() & is_open
         current = float(np.median(samples[rows], axis=1).sum())
         if current > 0 and np.isfinite(total):
             samples[rows] *= total / current

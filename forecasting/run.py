@@ -110,10 +110,6 @@ def _lost(task: SiteTask, exc: BaseException) -> SiteResult:
     return SiteResult(task.site.id, False, message=f"worker lost: {type(exc).__name__}: {exc}")
 
 
-def _day(local: datetime) -> datetime:
-    return pd.Timestamp(local).normalize().to_pydatetime()
-
-
 def lead_in_arrivals(history: pd.DataFrame, start_local: datetime, dwell_min: int) -> np.ndarray:
     """Actual arrivals of the hours just before the forecast, for occupancy at its start."""
     hours = int(np.ceil(dwell_min / 60)) + 1

@@ -12,6 +12,7 @@ from datetime import datetime
 import pandas as pd
 import pytest
 
+from forecasting import backtest
 from forecasting.backtest import run_backtest
 from forecasting.run import run_forecasts
 from forecasting.synthetic import write_synthetic_history
@@ -150,6 +151,35 @@ def test_backtest_beats_weekly_naive_on_the_synthetic_history(small: Settings) -
     sites = Store.from_settings(small).forecast_sites(report.run_id)
     assert sites["backtest_mae_ratio"].tolist() == pytest.approx(
         table.loc[table["site_id"] == "tam_thanh", "mae_ratio"].tolist())
+
+
+def test_every_backtest_fold_sees_a_whole_history_window_before_its_origin(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fold two weeks back trains on as much history as a forecast run at its origin would
+    (the daily model's window), not on what is left of the last window: otherwise the
+    backtest scores a model that saw fewer festival occurrences than the one shipped."""
+    for key, value in {**SMALL, "VISITORFLOW_FORECAST__HOURLY_HISTORY_DAYS": "21",
+                       "VISITORFLOW_FORECAST__DAILY_HISTORY_DAYS": "35"}.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    fresh = get_settings()
+    write_synthetic_history(Store.from_settings(fresh), load_catalogue(fresh.catalogue_path),
+                            ["tam_thanh"], END_LOCAL, 90, seed=5)
+    folds: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    real = backtest.fit_and_forecast
+
+    def recording(history: pd.DataFrame, site, settings, holidays, start_local, *args):  # noqa: ANN001
+        folds.append((pd.Timestamp(start_local), history["ds"].min()))
+        assert (history["ds"] < pd.Timestamp(start_local)).all()  # nothing from the future
+        return real(history, site, settings, holidays, start_local, *args)
+
+    monkeypatch.setattr(backtest, "fit_and_forecast", recording)
+    table = run_backtest(fresh, ["tam_thanh"], processes=1, progress=False)
+    assert table["message"].isna().all(), table
+    assert len(folds) == 2
+    for origin, first in folds:
+        assert origin - first >= pd.Timedelta(days=35), (origin, first)
 
 
 def test_bring_your_own_csv_is_backtested_hourly_and_daily(
