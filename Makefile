@@ -48,7 +48,7 @@ setup: system-deps-test $(VENV)/.installed  ## install everything (system packag
 
 # --- the demo and its parts --------------------------------------------------------------
 demo: system-deps-demo $(VENV)/.installed  ## broker + simulator + collector + dashboard on http://localhost:8501
-	$(PY) -m visitorflow.demo
+	$(PY) -m orchestration.demo
 
 broker: $(VENV)/.installed  ## Mosquitto with the project's config, accounts and ACL, foreground
 	$(PY) -m ingest.broker
@@ -91,7 +91,7 @@ backtest: $(VENV)/.installed  ## rolling-origin backtests against the weekly sea
 	$(PY) -m forecasting.backtest --festivals
 
 early-warning: $(VENV)/.installed system-deps-demo  ## festival-season early-warning evaluation: SEED=n (results in data/generated/early_warning/)
-	$(PY) -m forecasting.season_eval --seed $(or $(SEED),202) --out data/generated/early_warning/seed$(or $(SEED),202).json
+	$(PY) -m orchestration.season_eval --seed $(or $(SEED),202) --out data/generated/early_warning/seed$(or $(SEED),202).json
 
 export: $(VENV)/.installed  ## open-data export (Parquet, CSV, NGSI-LD): see --help
 	$(PY) -m visitorflow.export --help
@@ -106,8 +106,8 @@ bench: system-deps-test $(VENV)/.installed  ## benchmarks; figures go to bench/r
 soak: system-deps-test $(VENV)/.installed  ## 10 min of the whole pipeline at 2 k msg/s with faults
 	$(PY) -m bench.soak --minutes 10
 
-# Issue 6: the live and site pages' server time on a year of minute data (a scratch store in
-# /tmp, built once: ~2 min backfill + a forecast run), and the README's screenshots.
+# The live and site pages' server time on a year of minute data (a scratch store in /tmp,
+# built once: ~2 min backfill + a forecast run), and the README's screenshots.
 .PHONY: bench-dashboard screenshots
 bench-dashboard: $(VENV)/.installed  ## live/site page server time on a year of minute data (bench/results.md)
 	$(PY) -m bench.dashboard_pages --dir /tmp/bench_dashboard --reuse --runs 7
@@ -123,11 +123,12 @@ clean-data:  ## delete generated data (the store, run folder)
 	rm -rf data/visitorflow.duckdb data/visitorflow.duckdb.wal data/generated run
 
 # --- quality -----------------------------------------------------------------------------
-lint: $(VENV)/.installed  ## ruff
+# ruff for the code, import-linter for the layers (pyproject.toml [tool.importlinter]).
+lint: $(VENV)/.installed  ## ruff and the import contracts
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/lint-imports
 
 # pytest exits 5 when it collected no test: that must fail, not pass silently.
-test: system-deps-test $(VENV)/.installed  ## the whole test suite (lint, unit, end-to-end, browser)
-	$(VENV)/bin/ruff check .
+test: system-deps-test lint  ## the whole test suite (lint, unit, end-to-end, browser)
 	$(PY) -m pytest; rc=$$?; \
 	  if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; exit 1; fi; exit $$rc

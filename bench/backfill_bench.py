@@ -1,4 +1,4 @@
-"""Backfill speed (issue 4): the documented command against a fresh temporary store.
+"""Backfill speed: the documented command against a fresh temporary store.
 
 Runs `python -m ingest.simulator --mode backfill --years N` as a subprocess with
 VISITORFLOW_STORE__PATH pointing at a fresh store under --dir (never data/visitorflow.duckdb)
@@ -8,7 +8,7 @@ peak memory, and the row counts.
 
 With --compare N it then measures the two store paths into an empty store against each
 other, alternately, N times each in fresh subprocesses over --compare-years: batch by batch
-with the keys kept up to date (`backfill(bulk=False)`, the path before issue 4's key
+with the keys kept up to date (`backfill(bulk=False)`, the path before the key
 decision) and loaded without keys, keys built once (`bulk=True`, the default). Medians and
 their ratio: the machine is shared, so only same-run ratios are meaningful.
 
@@ -134,7 +134,7 @@ def full_run(store: Path, args: argparse.Namespace) -> None:
     load = os.getloadavg()[0]
     again = run_once(store, args.dir / "truth_again", args.years, args.interval_s)
     with duckdb.connect(str(store), read_only=True) as con:
-        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
+        counts = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
                   for t in ("readings", "minute_counts", "temperature")}
         keys = con.execute(
             """SELECT table_name, constraint_column_names FROM duckdb_constraints()

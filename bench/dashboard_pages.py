@@ -1,5 +1,5 @@
 """Server-side time of the dashboard's live page and site page on a year of minute data for
-every site (issue 6; goal ≤ 300 ms each).
+every site (goal ≤ 300 ms each).
 
 Builds (once, or reuses with --reuse) a store under --dir with `python -m ingest.simulator
 --mode backfill --years 1` at 60 s readings (VISITORFLOW_SIMULATOR__BACKFILL_INTERVAL_S=60),
@@ -64,14 +64,14 @@ def timed_store_class() -> type:
         timings: dict[str, list[float]] = defaultdict(list)
 
         @contextmanager
-        def _connect(self, read_only: bool):  # noqa: ANN202 - same as Store._connect
+        def _connect(self, read_only: bool):  # same as Store._connect
             started = time.perf_counter()
             with super()._connect(read_only) as con:
                 self.timings["(open store)"].append(time.perf_counter() - started)
                 yield con
 
         @contextmanager
-        def _reading(self):  # noqa: ANN202 - same as Store._reading
+        def _reading(self):  # same as Store._reading
             # Named after the first caller outside the store's plumbing (and contextlib).
             frame = sys._getframe(1)
             while frame.f_code.co_name in PLUMBING or frame.f_code.co_filename.endswith(
@@ -107,7 +107,8 @@ def timed(job: Callable[[], object], runs: int, before: Callable[[], object] = l
 def measure_functions(runs: int, site_ids: list[str]) -> dict[str, dict[str, float]]:
     """Median ms of each page's data function and of each store query inside it."""
     from visitorflow.catalogue import load_catalogue
-    from visitorflow.live import live_snapshot, utc_now
+    from visitorflow.clock import utc_now
+    from visitorflow.live import live_snapshot
     from visitorflow.settings import get_settings
     from visitorflow.site_detail import site_detail
 
@@ -187,7 +188,7 @@ def main() -> None:
     site_ids = args.sites.split(",")
 
     con = duckdb.connect(str(store), read_only=True)
-    rows = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
+    rows = {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]
             for t in ("readings", "minute_counts", "forecast_hourly", "forecast_daily")}
     con.close()
     print(f"machine: {platform.platform()}, {os.cpu_count()} cores, Python "

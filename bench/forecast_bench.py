@@ -1,8 +1,8 @@
-"""Benchmark of issue 5: refit and forecast every site, then backtest against weekly naive.
+"""Forecast benchmark: refit and forecast every site, then backtest against weekly naive.
 
     .venv/bin/python bench/forecast_bench.py [--days 800] [--store /tmp/forecast_bench.duckdb]
 
-Writes a synthetic history (forecasting.synthetic; until the simulator back-fills years of
+Writes a synthetic history (tests/synthetic_history.py; until the simulator back-fills years of
 history) for all catalogue sites into a scratch store, times `run_forecasts` (goal ≤ 60 s on
 2 cores) and prints the backtest table (goal: MAE ratio ≤ 0.8 of seasonal naive, festival-day
 totals within 20 %). Results are recorded by hand in bench/results.md.
@@ -30,7 +30,7 @@ def main() -> None:
 
     from forecasting.backtest import format_table, run_backtest
     from forecasting.run import run_forecasts
-    from forecasting.synthetic import write_synthetic_history
+    from tests.synthetic_history import write_synthetic_history
     from visitorflow.catalogue import load_catalogue
     from visitorflow.settings import get_settings
     from visitorflow.store import Store

@@ -1,4 +1,4 @@
-"""Ingest throughput and latency with real components (issue 3).
+"""Ingest throughput and latency with real components.
 
 Per run, on a fresh Mosquitto (the project's config) and a fresh store:
 1. baseline: the same publisher → `mosquitto_sub -q 1` to /dev/null (Mosquitto's own
@@ -37,7 +37,7 @@ from visitorflow.settings import PROJECT_ROOT, get_settings
 from visitorflow.store import Store, StoreError
 
 
-def _wait(predicate, timeout_s: float, what: str, every_s: float = 0.05) -> float:  # noqa: ANN001
+def _wait(predicate, timeout_s: float, what: str, every_s: float = 0.05) -> float:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if predicate():

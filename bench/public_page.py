@@ -22,7 +22,7 @@ import urllib.request
 
 from public.server import background_server, create_app
 
-# The Chromium and flags of the browser tests (measured quiet and offline in field-notes).
+# The Chromium and flags of the browser tests (quiet and offline: docs/platform-notes.md).
 from tests.test_dashboard_browser import CHROMIUM, CHROMIUM_ARGS
 from visitorflow.settings import get_settings
 
@@ -35,7 +35,7 @@ PROFILES = [
 ]
 
 
-def _load_once(browser, url: str, profile: tuple) -> dict[str, float]:  # noqa: ANN001
+def _load_once(browser, url: str, profile: tuple) -> dict[str, float]:
     _, latency, down, up, cpu = profile
     context = browser.new_context(viewport=PHONE, device_scale_factor=2, is_mobile=True,
                                   locale="vi-VN")

@@ -34,7 +34,8 @@ import yaml
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 OUT = PROJECT_ROOT / "docs" / "screenshots"
 CHROMIUM = Path("/usr/bin/chromium")
-# As in tests/test_dashboard_browser.py (field notes): software WebGL, no background traffic.
+# As in tests/test_dashboard_browser.py (docs/platform-notes.md): software WebGL, no
+# background traffic.
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
     "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -100,14 +101,14 @@ def start_dashboard(env: dict[str, str], port: int, log: Path) -> subprocess.Pop
     raise SystemExit(f"the dashboard did not start:\n{log.read_text(errors='replace')}")
 
 
-def settle(page, extra_ms: int = 2500) -> None:  # noqa: ANN001 - a Playwright page
+def settle(page, extra_ms: int = 2500) -> None:  # a Playwright page
     """Wait for the script run to finish, then for charts and the map to draw."""
     page.wait_for_selector(IDLE, timeout=120_000)
     page.wait_for_timeout(extra_ms)
     page.wait_for_selector(IDLE, timeout=120_000)
 
 
-def sign_in_if_asked(page, who: tuple[str, str] | None, labels: dict) -> bool:  # noqa: ANN001
+def sign_in_if_asked(page, who: tuple[str, str] | None, labels: dict) -> bool:
     """Fill the sign-in form if the dashboard shows one; False if it cannot sign in."""
     password = page.locator('input[type="password"]')
     if password.count() == 0:
@@ -121,13 +122,13 @@ def sign_in_if_asked(page, who: tuple[str, str] | None, labels: dict) -> bool:  
     return True
 
 
-def set_language(page, lang: str) -> None:  # noqa: ANN001 - a Playwright page
+def set_language(page, lang: str) -> None:  # a Playwright page
     page.get_by_label(LANGUAGE_LABEL).click()
     page.get_by_role("option", name=LANGUAGE_NAMES[lang]).click()
     settle(page, 1000)
 
 
-def open_page(page, title: str) -> None:  # noqa: ANN001 - a Playwright page
+def open_page(page, title: str) -> None:  # a Playwright page
     """Through the sidebar, as an official does (a new URL would start a new session)."""
     page.locator('[data-testid="stSidebarNav"]').get_by_text(title, exact=True).first.click()
     settle(page)

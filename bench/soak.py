@@ -1,4 +1,4 @@
-"""Soak: the whole ingest pipeline for minutes at ~2,000 messages/s with faults on (issue 8).
+"""Soak: the whole ingest pipeline for minutes at ~2,000 messages/s with faults on.
 
 A fresh Mosquitto with accounts and ACL (ingest/broker.py), the collector and the simulator
 as their own processes, the simulator logging in per counter (its own accounts), publishing
@@ -73,7 +73,7 @@ SYS_TOPICS = {
 class SysMonitor:
     """The broker's latest $SYS values, read with the monitor account."""
 
-    def __init__(self, settings) -> None:  # noqa: ANN001
+    def __init__(self, settings) -> None:
         self.values: dict[str, float] = {}
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="soak-monitor")
         apply_account(self.client, settings, MONITOR)
@@ -82,7 +82,7 @@ class SysMonitor:
         self.client.connect(settings.mqtt.host, settings.mqtt.port)
         self.client.loop_start()
 
-    def _on_message(self, client, userdata, msg) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, msg) -> None:
         with contextlib.suppress(KeyError, ValueError):
             self.values[SYS_TOPICS[msg.topic]] = float(msg.payload)
 

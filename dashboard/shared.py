@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
 
@@ -18,6 +18,7 @@ import streamlit as st
 import yaml
 
 from visitorflow.catalogue import Catalogue, load_catalogue
+from visitorflow.clock import to_local
 from visitorflow.limits import effective_limits
 from visitorflow.settings import Settings, get_settings
 from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
@@ -68,8 +69,8 @@ def page_context() -> tuple[Settings, Catalogue, str]:
 
 
 def local_time(ts_utc: datetime, settings: Settings, with_date: bool = False) -> str:
-    """A naive-UTC time from the store as Asia/Ho_Chi_Minh clock time."""
-    local = pd.Timestamp(ts_utc).to_pydatetime().replace(tzinfo=UTC).astimezone(settings.tz)
+    """A naive-UTC time from the store as clock time in the settings' zone."""
+    local = to_local(pd.Timestamp(ts_utc), settings.tz)
     return local.strftime("%d/%m %H:%M" if with_date else "%H:%M")
 
 
@@ -87,7 +88,7 @@ def read_store(read: Callable[[], R], text: dict[str, str]) -> R | None:
     return None
 
 
-# -- signing in (issue 8) ----------------------------------------------------------------------
+# -- signing in ----------------------------------------------------------------------
 # Officials sign in with a name and password from the users file (visitorflow/users.py).
 # The session keeps only the name and the sign-in time; the role is read from the users file
 # on every check, so a changed role or a removed account takes effect at once.

@@ -1,4 +1,4 @@
-"""Forecasting (issue 5): Prophet models per site, forecast runs, backtests."""
+"""Forecasting: Prophet models per site, forecast runs, backtests, early-warning scoring."""
 
 import logging
 

@@ -24,7 +24,7 @@ import sys
 import time
 import uuid
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import holidays
@@ -32,22 +32,25 @@ import numpy as np
 import pandas as pd
 
 from forecasting.calendar import (
+    SiteCalendar,
     festival_labels,
     holiday_slug,
+    plain_calendar,
+    site_calendar,
     site_festival_days,
-    site_holidays,
 )
+from forecasting.dwell import occupancy_from_arrivals
 from forecasting.models import (
     fit_and_forecast,
     fit_daily,
     forecast_daily,
-    occupancy_from_arrivals,
     quiet_cmdstan,
     seasonal_naive_hourly,
 )
 from forecasting.parallel import map_tasks
-from forecasting.run import lead_in_arrivals, site_history, site_temperature, to_local
+from forecasting.run import lead_in_arrivals, site_history, site_temperature
 from visitorflow.catalogue import WEEKDAYS, Gate, LocalizedName, OpeningRule, Site, load_catalogue
+from visitorflow.clock import to_local, utc_now
 from visitorflow.settings import ForecastSettings, Settings, get_settings
 from visitorflow.store import Store
 
@@ -63,7 +66,7 @@ class BacktestTask:
     site: Site
     settings: ForecastSettings
     history: pd.DataFrame  # ds (local hour start), arrivals
-    holidays: pd.DataFrame
+    calendar: SiteCalendar
     origins: list[datetime]  # local midnights
     horizon_days: int
     festival_days: frozenset[date]
@@ -91,7 +94,7 @@ def backtest_site(task: BacktestTask) -> dict:
             past = task.history[task.history["ds"] < origin_ts]
             lead_in = lead_in_arrivals(past, origin, site.dwell_min)
             forecast, _ = fit_and_forecast(
-                past, site, task.settings, task.holidays, origin, fold_hours,
+                past, site, task.settings, task.calendar, origin, fold_hours,
                 -(-fold_hours // 24), task.overload_share, lead_in, task.temperature)
             naive = seasonal_naive_hourly(past, site, origin, fold_hours)
             fold = forecast[["ds", "is_open", "arrivals", "p_overload"]].rename(
@@ -111,7 +114,7 @@ def backtest_site(task: BacktestTask) -> dict:
         if task.keep_scored:
             row["scored"] = scored.assign(site_id=site.id)
         return row
-    except Exception as exc:  # noqa: BLE001 - reported per site
+    except Exception as exc:  # reported per site
         return {"site_id": site.id, "folds": len(task.origins), "horizon_h": hours,
                 "open_hours": 0, "message": f"{type(exc).__name__}: {exc}"}
 
@@ -280,7 +283,7 @@ def run_backtest(
                                                         to_local(end_utc, tz)).date)
         tasks.append(BacktestTask(
             site=site, settings=fc, history=history,
-            holidays=site_holidays(site_id, years, fc.festival_window_before_days,
+            calendar=site_calendar(site_id, years, fc.festival_window_before_days,
                                    fc.festival_window_after_days, site.kind),
             origins=sorted(set(site_origins) | set(long_folds)),
             horizon_days=fc.backtest_horizon_days, festival_days=frozenset(labels),
@@ -301,7 +304,7 @@ def run_backtest(
             pd.concat(scored, ignore_index=True).to_parquet(scored_path)
     table = pd.DataFrame(rows).reindex(columns=RESULT_COLUMNS).sort_values("site_id")
     table = table.reset_index(drop=True)
-    created = datetime.now(UTC).replace(tzinfo=None)
+    created = utc_now()
     stored = table.assign(
         backtest_id=created.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6],
         created_at_utc=created,
@@ -363,21 +366,21 @@ def backtest_csv(
         raise ValueError(f"{label}: too short to backtest ({data['ds'].min()} to "
                          f"{data['ds'].max()}); needs {min_train.days} days + a horizon")
     if step == pd.Timedelta(hours=1):
-        task = BacktestTask(always_open_site(label), settings, data, hol, origins,
-                            settings.backtest_horizon_days, fest_days)
+        task = BacktestTask(always_open_site(label), settings, data, plain_calendar(hol),
+                            origins, settings.backtest_horizon_days, fest_days)
         row = backtest_site(task)
         # The stand-in site's capacity is a placeholder: no overload to score.
         row.update(overload_hours=None, overload_brier=None)
     elif step == pd.Timedelta(days=1):
-        row = _backtest_daily(data, settings, hol, origins, fest_days, label)
+        row = _backtest_daily(data, settings, plain_calendar(hol), origins, fest_days, label)
     else:
         raise ValueError(f"{label}: rows are {step} apart; hourly or daily counts expected")
     return pd.DataFrame([row]).reindex(columns=RESULT_COLUMNS)
 
 
 def _backtest_daily(
-    data: pd.DataFrame, settings: ForecastSettings, hol: pd.DataFrame, origins: list[datetime],
-    fest_days: frozenset[date], label: str,
+    data: pd.DataFrame, settings: ForecastSettings, calendar: SiteCalendar,
+    origins: list[datetime], fest_days: frozenset[date], label: str,
 ) -> dict:
     """Daily counts: the daily model against the value 7 days earlier (weekly naive)."""
     days = settings.backtest_horizon_days
@@ -387,8 +390,8 @@ def _backtest_daily(
         origin_ts = pd.Timestamp(origin)
         train = data[(data["ds"] < origin_ts)
                      & (data["ds"] >= origin_ts - pd.Timedelta(days=settings.daily_history_days))]
-        model = fit_daily(train, settings, hol)
-        fold = forecast_daily(model, origin, days, settings)
+        model = fit_daily(train, settings, calendar)
+        fold = forecast_daily(model, origin, days)
         fold = fold[["ds", "arrivals"]].rename(columns={"arrivals": "model"})
         lag = pd.to_timedelta(7 * (1 + (fold["ds"] - origin_ts).dt.days // 7), unit="D")
         fold["naive"] = (fold["ds"] - lag).map(known).to_numpy(float)

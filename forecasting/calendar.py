@@ -1,14 +1,17 @@
-"""Holidays for Prophet per site: Vietnam's national holidays plus the Lạng Sơn festivals that
+"""The calendar of each site: Vietnam's national holidays plus the Lạng Sơn festivals that
 concern the site (data/festivals.yaml: `sites: []` means province-wide), with windows, and
 the lunar-calendar seasons of data/lunar_seasons.yaml that concern the site's kind (the
 spring pilgrimage season, the days before Tết, the 1st and 15th at temples).
 
-A DataFrame out in Prophet's holidays format: holiday, ds, lower_window, upper_window.
+`site_calendar` returns a `SiteCalendar`: the holidays in Prophet's format (holiday, ds,
+lower_window, upper_window) and, built in the same pass that names them, the days the models
+treat apart (festival days, event peak days, lunar-season days, days off, holiday windows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
@@ -20,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from visitorflow.festivals import (
     VIETNAM_UTC_OFFSET_H,
     festival_days,
+    load_festivals,
     load_rules,
     national_holidays,
 )
@@ -85,19 +89,56 @@ def site_festival_days(site_id: str, years: Iterable[int]) -> pd.DataFrame:
     return days[concerns].reset_index(drop=True)
 
 
-def site_holidays(
+@dataclass(frozen=True, eq=False)
+class SiteCalendar:
+    """One site's calendar as the models take it, built once by `site_calendar`.
+
+    `holidays` is the Prophet holidays frame (holiday, ds, lower_window, upper_window); the
+    other fields say what its rows mean, so no model reads meaning back out of the names.
+    Days are local midnights."""
+
+    holidays: pd.DataFrame
+    # Days of the Lạng Sơn festivals concerning the site (province-wide ones included).
+    festival_days: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]))
+    # The peak days of the site's own festivals (not the province-wide Tết, Hùng Kings), per
+    # peak `<festival>_peak_<lunar day>`, sorted by that name: each gets a daily profile.
+    event_peak_days: Mapping[str, pd.DatetimeIndex] = field(default_factory=dict)
+    # The peaks of `event_peak_days` whose festival has `peak_events` (scheduled events:
+    # processions), taken out of the weekly cycle.
+    scheduled_peaks: frozenset[str] = frozenset()
+    # Days of the lunar seasons concerning the site's kind.
+    season_days: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]))
+    # Days of the festivals and lunar seasons marked `days_off` (the Tết holiday).
+    days_off: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]))
+    # Every day a holiday effect reaches: the holidays' days and their windows, sorted.
+    window_days: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]))
+
+
+def plain_calendar(holidays: pd.DataFrame) -> SiteCalendar:
+    """A calendar of plain holidays (another country's, for a CSV of counts): no festivals,
+    peaks, lunar seasons or days off, only the holidays and their windows."""
+    return SiteCalendar(holidays=holidays, window_days=holiday_window_days(holidays))
+
+
+def site_calendar(
     site_id: str, years: Iterable[int], before_days: int, after_days: int,
     kind: str | None = None,
-) -> pd.DataFrame:
-    """Prophet holidays for one site: one name per national holiday and per festival, a
-    separate peak-day name for the peak days the sources name (`peak_holiday`), and one name per
-    lunar season concerning the site's `kind` (`lunar_<season>`, no window).
+) -> SiteCalendar:
+    """One site's calendar. Its Prophet holidays: one name per national holiday and per
+    festival, a separate peak-day name for the peak days the sources name (`peak_holiday`),
+    and one name per lunar season concerning the site's `kind` (`lunar_<season>`, no window).
 
     Windows sit on the edges only (the first day reaches `before_days` back, the last day
     `after_days` forward): every row of a multi-day festival carrying both windows would make
     Prophet's offset features overlap inside the festival and blur the effects."""
     years = sorted(set(years))
     rows: list[dict] = []
+    fest_days: set[date] = set()
+    peaks: dict[str, set[date]] = {}
+    scheduled: set[str] = set()
+    off: set[date] = set()
+    season: set[date] = set()
+    festivals_by_id = {f.id: f for f in load_festivals()}
     national = national_holidays(years)
     for name, group in national.groupby("name"):
         for day in group["date"]:
@@ -106,7 +147,11 @@ def site_holidays(
     if not festivals.empty:
         festivals = festivals.assign(year=festivals["date"].map(lambda d: d.year))
         for (fest_id, _), group in festivals.groupby(["festival_id", "year"]):
+            festival = festivals_by_id[fest_id]
             dates = sorted(group["date"])
+            fest_days.update(dates)
+            if festival.days_off:
+                off.update(dates)
             for day in dates:
                 rows.append({
                     "holiday": f"fest_{fest_id}", "ds": pd.Timestamp(day),
@@ -116,11 +161,48 @@ def site_holidays(
             for row in group[group["is_peak"]].sort_values("date").itertuples():
                 rows.append(_row(peak_holiday(fest_id, row.lunar_day, row.sites), row.date,
                                  0, 0))
+                if row.sites:  # the site's own festival: an event peak of its own
+                    peak = f"{fest_id}_peak_{row.lunar_day}"
+                    peaks.setdefault(peak, set()).add(row.date)
+                    if festival.peak_events:
+                        scheduled.add(peak)
+    days_off_seasons = {s.id for s in load_seasons() if s.days_off}
     for row in season_days(kind, years).itertuples():
         rows.append(_row(f"lunar_{row.season_id}", row.date, 0, 0))
+        season.add(row.date)
+        if row.season_id in days_off_seasons:
+            off.add(row.date)
     frame = pd.DataFrame(rows, columns=["holiday", "ds", "lower_window", "upper_window"])
     frame["ds"] = pd.to_datetime(frame["ds"])
-    return frame.sort_values(["ds", "holiday"]).reset_index(drop=True)
+    frame = frame.sort_values(["ds", "holiday"]).reset_index(drop=True)
+    return SiteCalendar(
+        holidays=frame,
+        festival_days=_days(fest_days),
+        event_peak_days={name: _days(peaks[name]) for name in sorted(peaks)},
+        scheduled_peaks=frozenset(scheduled),
+        season_days=_days(season),
+        days_off=_days(off),
+        window_days=holiday_window_days(frame),
+    )
+
+
+def holiday_windows(holidays: pd.DataFrame) -> Iterator[tuple[str, int, pd.Timestamp]]:
+    """(holiday, offset, local day) for every day of every holiday's window."""
+    for row in holidays.itertuples(index=False):
+        start = pd.Timestamp(row.ds).normalize()
+        for offset in range(int(row.lower_window), int(row.upper_window) + 1):
+            yield row.holiday, offset, start + pd.Timedelta(days=offset)
+
+
+def holiday_window_days(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
+    """Every local day a holiday effect reaches: the holidays' days and their windows."""
+    if holidays is None or holidays.empty:
+        return pd.DatetimeIndex([])
+    return pd.DatetimeIndex(sorted({on for _, _, on in holiday_windows(holidays)}))
+
+
+def _days(days: Iterable[date]) -> pd.DatetimeIndex:
+    return pd.DatetimeIndex(sorted(pd.Timestamp(d).normalize() for d in days))
 
 
 def peak_holiday(festival_id: str, lunar_day: int, sites: tuple[str, ...]) -> str:

@@ -1,6 +1,6 @@
-"""Early-warning evaluation (issue 9): how early and how rightly forecast alerts flag overload.
+"""Early-warning evaluation: how early and how rightly forecast alerts flag overload.
 
-DataFrames in and out, no store and no MQTT (`forecasting/season_eval.py` feeds them):
+DataFrames in and out, no store and no MQTT (`orchestration/season_eval.py` feeds them):
 
 1. `overload_episodes`: from the simulator's true occupancy per site and minute, the spells
    with occupancy ≥ `overload_share` × capacity for at least `min_minutes` minutes (dips
@@ -333,7 +333,7 @@ def results_files(folder: Path) -> list[Path]:
 
 
 def read_results(path: Path) -> dict:
-    """A results file written by `forecasting.season_eval`: its header (seed, season, goal,
+    """A results file written by `orchestration.season_eval`: its header (seed, season, goal,
     settings, timing) as dicts, and summary, episodes, alerts, runs, tuning as DataFrames
     (times as naive UTC timestamps)."""
     doc = json.loads(path.read_text(encoding="utf-8"))

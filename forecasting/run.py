@@ -22,15 +22,15 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 import numpy as np
 import pandas as pd
 
-from forecasting.calendar import festival_labels, site_holidays
+from forecasting.calendar import SiteCalendar, festival_labels, site_calendar
 from forecasting.models import fit_and_forecast
 from forecasting.parallel import map_tasks
 from visitorflow.catalogue import Catalogue, Site, load_catalogue
+from visitorflow.clock import to_local, to_utc, utc_now
 from visitorflow.festivals import festival_days
 from visitorflow.limits import effective_limits
 from visitorflow.settings import ForecastSettings, Settings, get_settings
@@ -47,7 +47,7 @@ class SiteTask:
     site: Site
     settings: ForecastSettings
     history: pd.DataFrame  # ds (local hour start), arrivals (people/hour)
-    holidays: pd.DataFrame  # Prophet holidays for this site
+    calendar: SiteCalendar  # the site's holidays, festivals, seasons, days off
     start_local: datetime  # first forecast hour (local)
     daily_days: int
     overload_share: float
@@ -88,7 +88,7 @@ def forecast_site(task: SiteTask) -> SiteResult:
             raise ValueError("no arrivals in the history window (no counts stored yet?)")
         lead_in = lead_in_arrivals(task.history, task.start_local, site.dwell_min)
         hourly, daily = fit_and_forecast(
-            task.history, site, task.settings, task.holidays, task.start_local,
+            task.history, site, task.settings, task.calendar, task.start_local,
             task.settings.hourly_horizon_days * 24, task.daily_days, task.overload_share,
             lead_in, task.temperature,
         )
@@ -96,7 +96,7 @@ def forecast_site(task: SiteTask) -> SiteResult:
             site.id, True, fit_s=time.perf_counter() - started,
             regressors="cold_c" if task.temperature is not None else "", hourly=hourly, daily=daily,
         )
-    except Exception as exc:  # noqa: BLE001 - reported per site, the run goes on
+    except Exception as exc:  # reported per site, the run goes on
         last = traceback.extract_tb(exc.__traceback__)[-1]
         return SiteResult(
             site.id, False,
@@ -120,17 +120,6 @@ def lead_in_arrivals(history: pd.DataFrame, start_local: datetime, dwell_min: in
 
 
 # -- preparing the tasks (parent process, reads the store) ---------------------------------------
-
-def to_local(utc: pd.Series | datetime, tz: str) -> pd.Series | datetime:
-    """Naive UTC to naive local time (the store's convention to the models')."""
-    if isinstance(utc, datetime):
-        return utc.replace(tzinfo=UTC).astimezone(ZoneInfo(tz)).replace(tzinfo=None)
-    return pd.to_datetime(utc).dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
-
-
-def to_utc(local: pd.Series, tz: str) -> pd.Series:
-    return pd.to_datetime(local).dt.tz_localize(tz).dt.tz_convert("UTC").dt.tz_localize(None)
-
 
 def daily_horizon_days(start_day: date, min_days: int) -> int:
     """Days to forecast daily: to the end of the next festival season (the festivals of the
@@ -234,7 +223,7 @@ def prepare_tasks(
                                            fc.cold_threshold_c)
         tasks.append(SiteTask(
             site=site, settings=fc, history=history,
-            holidays=site_holidays(site_id, years, fc.festival_window_before_days,
+            calendar=site_calendar(site_id, years, fc.festival_window_before_days,
                                    fc.festival_window_after_days, site.kind),
             start_local=start_local, daily_days=daily_days,
             overload_share=float(limits.at[site_id, "overload"]), temperature=temperature,
@@ -257,7 +246,7 @@ def run_forecasts(
     their reason). The history ends at the start of the hour of the newest reading."""
     started = time.perf_counter()
     store = Store.from_settings(settings)
-    store.initialise()  # creates the forecast tables in a store made before this issue
+    store.initialise()  # creates the forecast tables in a store made before they existed
     catalogue = load_catalogue(settings.catalogue_path)
     site_ids = site_ids or [s.id for s in catalogue.sites]
     if history_end_utc is None:
@@ -270,7 +259,7 @@ def run_forecasts(
     results = list(map_tasks(forecast_site, tasks, processes or settings.forecast.processes,
                              scheduler, progress, desc="forecast fits", on_error=_lost))
     results.sort(key=lambda r: r.site_id)
-    created = datetime.now(UTC).replace(tzinfo=None)
+    created = utc_now()
     run_id = created.strftime("%Y%m%dT%H%M%SZ-") + uuid.uuid4().hex[:6]
     wall = time.perf_counter() - started
     _write(store, settings, run_id, created, history_end_utc, wall, results, tasks, scheduler)

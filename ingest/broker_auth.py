@@ -1,4 +1,4 @@
-"""Broker accounts, ACL and TLS files, generated from the site catalogue (issue 8).
+"""Broker accounts, ACL and TLS files, generated from the site catalogue.
 
 `python -m ingest.broker_auth generate` (`make broker-auth`) writes into
 `mqtt.secrets_dir` (default `run/secrets/`, git-ignored), every file mode 0600:

@@ -14,7 +14,8 @@
 - Three formats, one Reading: the native contract (visitorflow/contract.py), The Things
   Stack v3 uplinks from LoRaWAN counters (visitorflow/formats_ttn.py), deduplicated on
   (dev_eui, f_cnt) within a LoRaWAN session against what the store already holds, and
-  FIWARE CrowdFlowObserved notifications (visitorflow/formats_fiware.py).
+  FIWARE CrowdFlowObserved notifications (visitorflow/formats_fiware.py). Which topic is
+  which format is the routing table of ingest/routes.py, which also gives the subscriptions.
 - Each commit re-checks the devices it touched for seq gaps (people recovered from the
   cumulative totals where possible, else the gap recorded as open) and counter resets or
   wraparounds: see visitorflow/ingest_quality.py and the `reading_gaps` table.
@@ -36,66 +37,68 @@ import sys
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
+from typing import NamedTuple
 
 import paho.mqtt.client as mqtt
 
 from ingest.broker_auth import COLLECTOR, BrokerAuthError, configure_client
+from ingest.routes import Parsed, ReadingBatch, Router, StatusChange, collector_routes
 from visitorflow.alerts import run_alert_step
 from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
-from visitorflow.contract import (
-    MAX_FUTURE_S,
-    GateStatus,
-    PayloadError,
-    Reading,
-    check_not_future,
-    parse_counts,
-    parse_status,
-)
-from visitorflow.contract import subscriptions as topic_filters
-from visitorflow.formats_fiware import counter_index, parse_crowd_flow
-from visitorflow.formats_fiware import topic as fiware_topic
-from visitorflow.formats_ttn import (
-    DEFAULT_INTERVAL_S,
-    FrameDedup,
-    dev_eui_index,
-    is_uplink_topic,
-    parse_uplink,
-)
-from visitorflow.formats_ttn import TOPIC_FILTER as TTN_TOPIC_FILTER
-from visitorflow.live import local_day_start_utc, utc_now
+from visitorflow.clock import local_day_start_utc, to_local, to_utc, utc_now
+from visitorflow.contract import MAX_FUTURE_S, Reading
+from visitorflow.formats_ttn import DEFAULT_INTERVAL_S, FrameDedup
 from visitorflow.settings import Settings, SettingsError, get_settings
 from visitorflow.store import Quarantined, Store, StoreError
 
-# LoRaWAN duplicates arrive within seconds; a late frame up to 48 h (the late-reading
-# horizon) is still checked against what is stored.
+# A LoRaWAN frame resent up to 48 h late (the README's horizon for late readings) is found.
 LORAWAN_DEDUP_HORIZON = timedelta(hours=48)
 # Re-zero occupancy this long after closing: the last readings of the day are in by then.
 CLOSING_GRACE = timedelta(minutes=5)
+# Closing times and alert thresholds move by the minute: checking each minute is on time.
+HOUSEKEEPING_EVERY_S = 60
+# paho's reconnect back-off: retry a restarted broker at once, a long outage every 30 s.
+RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S = 1, 30
+# A store lock held longer than this by a reader is worth a line in the log.
+LOG_LOCK_WAIT_OVER_S = 0.5
 
 log = logging.getLogger("collector")
 
 
+class _Ack(NamedTuple):
+    """What acknowledging a message takes; an ack of an earlier connection is void."""
+
+    mid: int
+    qos: int
+    connection: int
+
+
 @dataclass
 class _Pending:
-    """Messages received since the last commit, with what is needed to acknowledge them."""
+    """Messages received since the last commit, as typed results, and their acks."""
 
-    readings: list[Reading] = field(default_factory=list)
-    received: list = field(default_factory=list)
-    lorawan: list[bool] = field(default_factory=list)  # per reading: from The Things Stack
+    batches: list[ReadingBatch] = field(default_factory=list)
+    statuses: list[StatusChange] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
-    statuses: list[tuple[GateStatus, object]] = field(default_factory=list)
-    acks: list[tuple[int, int, int]] = field(default_factory=list)  # (mid, qos, connection)
+    acks: list[_Ack] = field(default_factory=list)  # one per message
 
     def __len__(self) -> int:
         return len(self.acks)
 
+    def add(self, parsed: Parsed, ack: _Ack) -> None:
+        if isinstance(parsed, ReadingBatch):
+            self.batches.append(parsed)
+        elif isinstance(parsed, StatusChange):
+            self.statuses.append(parsed)
+        else:
+            self.quarantined.append(parsed)
+        self.acks.append(ack)
+
     def extend(self, other: _Pending) -> None:
-        self.readings += other.readings
-        self.received += other.received
-        self.lorawan += other.lorawan
-        self.quarantined += other.quarantined
+        self.batches += other.batches
         self.statuses += other.statuses
+        self.quarantined += other.quarantined
         self.acks += other.acks
 
 
@@ -132,8 +135,9 @@ class Collector:
         self.share_group = share_group
         self.lorawan_interval_s = lorawan_interval_s
         self.max_future_s = max_future_s
-        self._gates_by_dev_eui = dev_eui_index(catalogue)
-        self._gates_by_counter = counter_index(catalogue)
+        self.router = Router(collector_routes(
+            catalogue, settings.mqtt.topic_prefix,
+            lorawan_interval_s=lorawan_interval_s, max_future_s=max_future_s))
         self._blocked_since: float | None = None  # first failed commit of a blocked spell
         self._rezeroed: set[tuple[str, date]] = set()
         self.stats = CollectorStats()
@@ -155,7 +159,8 @@ class Collector:
             protocol=mqtt.MQTTv311,
         )
         client.manual_ack_set(True)
-        client.reconnect_delay_set(min_delay=1, max_delay=30)
+        client.reconnect_delay_set(min_delay=RECONNECT_MIN_DELAY_S,
+                                   max_delay=RECONNECT_MAX_DELAY_S)
         # The collector's own account (read only); with mqtt.tls, TLS to mqtt.tls_port.
         self.endpoint = configure_client(client, self.settings, COLLECTOR)
         client.on_connect = self._on_connect
@@ -165,7 +170,7 @@ class Collector:
         client.on_message = self._on_message
         return client
 
-    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:
         if reason_code.is_failure:
             # Logged and retried (paho reconnects): fixing the account needs no restart.
             log.error("broker refused the connection: %s. Check the %r account in %s "
@@ -180,7 +185,7 @@ class Collector:
                  flags.session_present)
         self.connected.set()
 
-    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:  # noqa: ANN001
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
         refused = [(f, rc) for f, rc in zip(self.topic_filters(), reason_codes, strict=False)
                    if rc.is_failure]
         for topic_filter, rc in refused:
@@ -188,62 +193,27 @@ class Collector:
                       topic_filter, rc, COLLECTOR)
 
     def topic_filters(self) -> list[str]:
-        """Native counts and status, and The Things Stack uplinks (bridged to this broker);
-        behind `$share/{group}/` when instances share the load."""
-        prefix = self.settings.mqtt.topic_prefix
-        filters = [*topic_filters(prefix), TTN_TOPIC_FILTER, fiware_topic(prefix)]
+        """The routing table's filters (ingest/routes.py), behind `$share/{group}/` when
+        instances share the load."""
+        filters = self.router.filters()
         if self.share_group:
             return [f"$share/{self.share_group}/{f}" for f in filters]
         return filters
 
-    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self.connected.clear()
         if not self._stop.is_set():
             log.warning("disconnected from the broker (%s); reconnecting", reason_code)
 
-    def _on_connect_fail(self, client, userdata) -> None:  # noqa: ANN001
+    def _on_connect_fail(self, client, userdata) -> None:
         log.warning("cannot reach the broker at %s:%s; retrying", *self.endpoint)
 
-    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:  # noqa: ANN001
+    def _on_message(self, client, userdata, msg: mqtt.MQTTMessage) -> None:
         received = utc_now()
-        prefix = self.settings.mqtt.topic_prefix
-        item: tuple[str, object]
-        try:
-            if msg.topic.endswith("/status"):
-                item = ("status", parse_status(msg.topic, msg.payload, self.catalogue, prefix))
-            elif is_uplink_topic(msg.topic):
-                reading = parse_uplink(msg.topic, msg.payload, self._gates_by_dev_eui,
-                                       self.lorawan_interval_s)
-                item = ("lorawan", check_not_future(reading, received, self.max_future_s))
-            elif msg.topic == fiware_topic(prefix):
-                readings = parse_crowd_flow(msg.payload, self._gates_by_counter)
-                item = ("readings",
-                        [check_not_future(r, received, self.max_future_s) for r in readings])
-            else:
-                reading = parse_counts(msg.topic, msg.payload, self.catalogue, prefix)
-                item = ("reading", check_not_future(reading, received, self.max_future_s))
-        except PayloadError as exc:
-            item = ("quarantine", Quarantined(received, msg.topic, bytes(msg.payload), str(exc)))
-        except Exception as exc:  # a parser bug must not stop the collector either
-            log.exception("unexpected error parsing a message on %s", msg.topic)
-            reason = f"internal error: {type(exc).__name__}: {exc}"
-            item = ("quarantine", Quarantined(received, msg.topic, bytes(msg.payload), reason))
+        parsed = self.router.parse(msg, received)  # never raises: garbage is quarantined
         with self._lock:
             pending = self._pending
-            kind, value = item
-            if kind in ("reading", "lorawan"):
-                pending.readings.append(value)
-                pending.received.append(received)
-                pending.lorawan.append(kind == "lorawan")
-            elif kind == "readings":  # one FIWARE notification, several entities
-                pending.readings += value
-                pending.received += [received] * len(value)
-                pending.lorawan += [False] * len(value)
-            elif kind == "status":
-                pending.statuses.append((value, received))
-            else:
-                pending.quarantined.append(value)
-            pending.acks.append((msg.mid, msg.qos, self._connection))
+            pending.add(parsed, _Ack(msg.mid, msg.qos, self._connection))
             self.stats.received += 1
             if len(pending) >= self.settings.collector.max_batch:
                 self._batch_full.set()
@@ -259,10 +229,11 @@ class Collector:
             return 0
         started = time.monotonic()
         try:
-            readings, received, lorawan_dups = self._drop_lorawan_duplicates(batch)
+            readings, received, lorawan_dups = self._drop_lorawan_duplicates(batch.batches)
+            statuses = [(s.status, s.received_utc) for s in batch.statuses]
             try:
                 result = self.store.write_batch(
-                    readings, received, batch.quarantined, batch.statuses, heal=True
+                    readings, received, batch.quarantined, statuses, heal=True
                 )
             except StoreError:
                 raise
@@ -271,7 +242,7 @@ class Collector:
                 # them without (this batch's gaps then go unrecorded; the log says so).
                 log.exception("gap/reset check failed; storing the batch without it")
                 result = self.store.write_batch(
-                    readings, received, batch.quarantined, batch.statuses
+                    readings, received, batch.quarantined, statuses
                 )
         except Exception as exc:
             # Keep everything buffered and unacknowledged; the broker holds it too.
@@ -295,9 +266,9 @@ class Collector:
                         "committed the %d messages buffered meanwhile", blocked, len(batch))
         with self._lock:
             connection = self._connection
-        for mid, qos, conn in batch.acks:
-            if qos > 0 and conn == connection:
-                self.client.ack(mid, qos)
+        for ack in batch.acks:
+            if ack.qos > 0 and ack.connection == connection:
+                self.client.ack(ack.mid, ack.qos)
         s = self.stats
         s.stored += result.inserted
         s.duplicates += result.duplicates + lorawan_dups
@@ -306,17 +277,22 @@ class Collector:
         s.commits += 1
         s.max_commit_s = max(s.max_commit_s, elapsed)
         s.max_lock_wait_s = max(s.max_lock_wait_s, result.lock_wait_s)
-        if result.lock_wait_s > 0.5:
+        if result.lock_wait_s > LOG_LOCK_WAIT_OVER_S:
             log.info("waited %.2f s for the store lock", result.lock_wait_s)
         return len(batch)
 
-    def _drop_lorawan_duplicates(self, batch: _Pending) -> tuple[list[Reading], list, int]:
-        """The batch's readings without LoRaWAN frames already stored (same dev_eui and
-        f_cnt in the same session, whatever their receive time), and how many were dropped.
-        Checked against the store, so a restart or a second instance changes nothing."""
-        frames = [r for r, is_lora in zip(batch.readings, batch.lorawan, strict=True) if is_lora]
+    def _drop_lorawan_duplicates(
+        self, batches: list[ReadingBatch]
+    ) -> tuple[list[Reading], list[datetime], int]:
+        """The batches' readings and receive times, without LoRaWAN frames already stored
+        (same dev_eui and f_cnt in the same session, whatever their receive time), and how
+        many were dropped. Checked against the store, so a restart or a second instance
+        changes nothing."""
+        readings = [r for b in batches for r in b.readings]
+        received = [b.received_utc for b in batches for _ in b.readings]
+        frames = [r for b in batches if b.lorawan for r in b.readings]
         if not frames:
-            return batch.readings, batch.received, 0
+            return readings, received, 0
         since = min(r.ts_utc for r in frames) - LORAWAN_DEDUP_HORIZON
         stored = self.store.device_frames(sorted({r.device_id for r in frames}), since)
         dedup = FrameDedup.from_stored(
@@ -325,8 +301,7 @@ class Collector:
         )
         _, duplicates = dedup.split(frames)
         drop = {id(r) for r in duplicates}
-        keep = [(r, at) for r, at in zip(batch.readings, batch.received, strict=True)
-                if id(r) not in drop]
+        keep = [(r, at) for r, at in zip(readings, received, strict=True) if id(r) not in drop]
         if duplicates:
             log.info("dropped %d LoRaWAN frames already stored (same dev_eui and f_cnt)",
                      len(duplicates))
@@ -336,7 +311,7 @@ class Collector:
         """Re-zero the occupancy of every site that closed today (local time) at least
         CLOSING_GRACE ago, once per day; returns the residual per site corrected now."""
         tz = self.settings.tz
-        local_now = now_utc.replace(tzinfo=UTC).astimezone(tz).replace(tzinfo=None)
+        local_now = to_local(now_utc, tz)
         day = local_now.date()
         corrected: dict[str, int] = {}
         for site in self.catalogue.sites:
@@ -346,10 +321,9 @@ class Collector:
             closes = [end for _, end in site.open_intervals(day) if end.date() == day]
             if not closes or max(closes) + CLOSING_GRACE > local_now:
                 continue
-            closing_utc = max(closes).replace(tzinfo=tz).astimezone(UTC).replace(tzinfo=None)
             try:
                 residual = self.store.rezero_at_closing(
-                    site.id, day, local_day_start_utc(now_utc, self.settings), closing_utc
+                    site.id, day, local_day_start_utc(now_utc, tz), to_utc(max(closes), tz)
                 )
             except StoreError as exc:
                 log.warning("occupancy re-zeroing of %s deferred: %s", site.id, exc)
@@ -381,7 +355,7 @@ class Collector:
                 if time.monotonic() >= next_rezero:
                     self.rezero_closed_sites(utc_now())
                     run_alert_step(self.store, self.catalogue, self.settings, utc_now())
-                    next_rezero = time.monotonic() + 60
+                    next_rezero = time.monotonic() + HOUSEKEEPING_EVERY_S
                 if time.monotonic() >= next_report:
                     log.info("stats: %s", self.stats)
                     next_report += self.settings.collector.report_every_s

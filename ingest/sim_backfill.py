@@ -33,8 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from ingest.sim_engine import MINUTES_PER_DAY, Engine
-from ingest.simulator import profile_model
+from ingest.sim_engine import MINUTES_PER_DAY, Engine, profile_model
 from visitorflow.catalogue import Catalogue
 from visitorflow.settings import Settings
 from visitorflow.store import Store

@@ -11,18 +11,27 @@ whose arrivals are recomputed from D−1's stream.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property
 from zoneinfo import ZoneInfo
 
 import numpy as np
 
-from ingest.sim_profiles import MINUTES_PER_DAY, DayContext, ProfileModel
+from ingest.sim_profiles import MINUTES_PER_DAY, DayContext, ProfileModel, load_profiles
 from visitorflow.catalogue import Catalogue, Site
+from visitorflow.clock import to_local, to_utc
+from visitorflow.settings import PROJECT_ROOT, Settings
 
 MAX_STAY_MIN = MINUTES_PER_DAY - 1  # nobody stays longer, so carry-over spans one day
 CLOSING_SPREAD_MIN = 10  # the last visitors file out over the final minutes before closing
 DWELL_GAMMA_SHAPE = 2.0  # few very short visits, a long tail of long ones
+
+
+def profile_model(catalogue: Catalogue, settings: Settings, seed: int) -> ProfileModel:
+    """The per-site profiles of the settings' file, for this catalogue and seed."""
+    path = settings.simulator.profiles_path
+    path = path if path.is_absolute() else PROJECT_ROOT / path
+    return ProfileModel(catalogue, settings.tz, seed, load_profiles(path))
 
 
 @dataclass(frozen=True)
@@ -83,8 +92,7 @@ class Engine:
 
     def day_start_utc(self, day: date) -> datetime:
         """Naive UTC of local midnight starting `day`."""
-        local = datetime.combine(day, datetime.min.time(), self.tz)
-        return local.astimezone(UTC).replace(tzinfo=None)
+        return to_utc(datetime.combine(day, datetime.min.time()), self.tz)
 
     def gate_weights(self, site: Site) -> np.ndarray:
         weights = self.model.p.sites[site.id].gates
@@ -189,5 +197,5 @@ class Engine:
 
     def local_minute(self, minute_utc: datetime) -> tuple[date, int]:
         """The local day and minute-of-day of a naive-UTC minute."""
-        local = minute_utc.replace(tzinfo=UTC).astimezone(self.tz)
+        local = to_local(minute_utc, self.tz)
         return local.date(), local.hour * 60 + local.minute

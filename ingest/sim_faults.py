@@ -31,7 +31,7 @@ RECOVERABLE = {"duplicate", "reorder", "late", "reset"}  # stored exactly once, 
 
 
 class GateCounterLike(Protocol):
-    """What a reset touches on a counter (ingest.simulator.GateCounter)."""
+    """What a reset touches on a counter (ingest.sim_counters.GateCounter)."""
 
     seq: int
     in_total: int

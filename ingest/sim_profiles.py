@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import cached_property, lru_cache
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from visitorflow.catalogue import Catalogue, Site
+from visitorflow.clock import to_utc
 from visitorflow.festivals import VIETNAM_UTC_OFFSET_H, festival_days, national_holidays
 
 DEFAULT_PROFILES = Path(__file__).resolve().parent.parent / "data" / "sim_profiles.yaml"
@@ -376,8 +377,7 @@ class ProfileModel:
         rows_ts, rows_t = [], []
         day = start
         while day < end:
-            midnight_utc = datetime.combine(day, datetime.min.time(), self.tz).astimezone(UTC)
-            base = midnight_utc.replace(tzinfo=None)
+            base = to_utc(datetime.combine(day, datetime.min.time()), self.tz)
             rows_ts += [base + timedelta(hours=h) for h in range(24)]
             rows_t.append(self.temperature_day(day))
             day += timedelta(days=1)

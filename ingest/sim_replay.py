@@ -23,8 +23,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from ingest.simulator import CounterClient, GateCounter, TruthLog
+from ingest.sim_counters import CounterClient, GateCounter, TruthLog
 from visitorflow.catalogue import Catalogue
+from visitorflow.clock import to_utc
 from visitorflow.settings import Settings
 
 
@@ -55,8 +56,9 @@ def load_replay(path: Path, catalogue: Catalogue, settings: Settings,
         raise ReplayError(f"{path}: sites not in the catalogue: {unknown}")
     ts = pd.to_datetime(out["ts"], utc=False, format="mixed")
     if ts.dt.tz is None:
-        ts = ts.dt.tz_localize(settings.tz)
-    out["start_utc"] = ts.dt.tz_convert(UTC).dt.tz_localize(None)
+        out["start_utc"] = to_utc(ts, settings.tz)
+    else:
+        out["start_utc"] = ts.dt.tz_convert(UTC).dt.tz_localize(None)
     first_gate = {sid: known[sid].gates[0].id for sid in set(out.site_id)}
     out["gate_id"] = out.gate_id.fillna(out.site_id.map(first_gate))
     out = out.sort_values(["site_id", "gate_id", "start_utc"]).reset_index(drop=True)

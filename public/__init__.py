@@ -1,1 +1,1 @@
-"""Public visitor pages behind the QR codes, their JSON feed and the QR sheet (issue 10)."""
+"""Public visitor pages behind the QR codes, their JSON feed and the QR sheet."""

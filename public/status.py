@@ -13,17 +13,18 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
 
 from visitorflow import redirect
 from visitorflow.catalogue import Catalogue, Site
-from visitorflow.limits import effective_limits
-from visitorflow.live import live_status, local_day_start_utc, utc_now
-from visitorflow.load import LEVEL_COLOURS, LoadLevel, load_level
-from visitorflow.settings import LoadThresholds, Settings
+from visitorflow.clock import local_day_start_utc, to_local, to_local_aware, utc_now
+from visitorflow.limits import effective_limits, thresholds_of
+from visitorflow.live import live_status
+from visitorflow.load import LoadLevel, level_colour_hex, load_level, severity_rank
+from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreError, StoreMissing
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,6 @@ PUBLIC_LEVELS: dict[LoadLevel, str] = {
     LoadLevel.CLOSED: "closed",
     LoadLevel.NO_DATA: "no_data",
 }
-# Lower is better when choosing the best time to come.
-_LEVEL_RANK = {"quiet": 0, "busy": 1, "crowded": 2, "full": 3}
 NEARBY_SITES = 2
 
 
@@ -52,16 +51,15 @@ def public_level(level: LoadLevel | str) -> str:
 
 def level_colour(level: LoadLevel | str) -> str:
     """The map's colour of a load level as CSS hex."""
-    r, g, b = LEVEL_COLOURS[LoadLevel(level)]
-    return f"#{r:02x}{g:02x}{b:02x}"
+    return level_colour_hex(level)
 
 
 def iso_local(ts_utc: datetime | pd.Timestamp | None, settings: Settings) -> str | None:
     """A naive-UTC time as ISO 8601 in local time with its offset (…+07:00), to the second."""
     if ts_utc is None or pd.isna(ts_utc):
         return None
-    naive = pd.Timestamp(ts_utc).to_pydatetime().replace(tzinfo=UTC)
-    return naive.astimezone(settings.tz).isoformat(timespec="seconds")
+    local = to_local_aware(pd.Timestamp(ts_utc).to_pydatetime(), settings.tz)
+    return local.isoformat(timespec="seconds")
 
 
 @dataclass
@@ -139,17 +137,16 @@ def _hour_levels(site: Site, reading: ProvinceReading, settings: Settings) -> pd
     """The site's open forecast hours, the rest of today and tomorrow (local days), with their
     expected level: predicted occupancy against capacity and the thresholds in force, as the
     redirect advice and the alerts judge them."""
-    window_end = local_day_start_utc(reading.now_utc, settings) + timedelta(days=2)
+    window_end = local_day_start_utc(reading.now_utc, settings.tz) + timedelta(days=2)
     forecast = reading.forecast
     start = pd.to_datetime(forecast["ts_utc"])
     hours = forecast[(forecast["site_id"] == site.id) & forecast["is_open"].astype(bool)
                      & (start >= pd.Timestamp(reading.now_utc).floor("h"))
                      & (start < pd.Timestamp(window_end))].copy()
-    limits = reading.thresholds.loc[site.id]
-    thresholds = LoadThresholds(
-        busy=limits["busy"], crowded=limits["crowded"], overload=limits["overload"])
+    capacity = int(reading.thresholds.at[site.id, "capacity"])
+    thresholds = thresholds_of(reading.thresholds, site.id)
     hours["level"] = [
-        public_level(load_level(float(occ), int(limits["capacity"]), thresholds))
+        public_level(load_level(float(occ), capacity, thresholds))
         for occ in hours["occupancy"]
     ]
     return hours
@@ -159,13 +156,15 @@ def _best_hour(site: Site, hours: pd.DataFrame, settings: Settings) -> pd.Series
     """The earliest hour with the lowest expected level, among hours after which the site
     stays open for a typical visit (its dwell time): an hour before closing is no advice."""
     def leaves_time(ts: pd.Timestamp) -> bool:
-        end = ts.to_pydatetime().replace(tzinfo=UTC) + timedelta(minutes=site.dwell_min - 1)
-        return site.is_open(end.astimezone(settings.tz))
+        end = to_local(ts.to_pydatetime(), settings.tz) + timedelta(minutes=site.dwell_min - 1)
+        return site.is_open(end)
 
     usable = hours[[leaves_time(pd.Timestamp(t)) for t in hours["ts_utc"]]]
     if usable.empty:
         return None
-    ranked = usable.assign(rank=usable["level"].map(_LEVEL_RANK)).sort_values(["rank", "ts_utc"])
+    # Calmer is better (visitorflow.load.SEVERITY); the earliest of the calmest wins.
+    rank = usable["level"].map(lambda word: severity_rank(_level_of(word)))
+    ranked = usable.assign(rank=rank).sort_values(["rank", "ts_utc"])
     return ranked.iloc[0]
 
 

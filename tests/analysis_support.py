@@ -1,4 +1,4 @@
-"""Helpers for the notebook and export tests (issue 7): a small store built by the real
+"""Helpers for the notebook and export tests: a small store built by the real
 pipeline (simulator backfill, forecasting backtest and run), and a collector-like writer
 process that measures how long each of its commits waits for the store.
 
@@ -14,7 +14,7 @@ import time
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-from visitorflow.catalogue import load_catalogue
+from visitorflow.catalogue import Catalogue, load_catalogue
 from visitorflow.contract import Reading
 from visitorflow.settings import ForecastSettings, Settings, load_settings
 from visitorflow.store import Store
@@ -70,7 +70,7 @@ def build_notebook_store(settings: Settings) -> dict[str, float]:
     return timings
 
 
-def replay_alerts_with_operator(settings: Settings, catalogue, seed: int = 7) -> int:  # noqa: ANN001
+def replay_alerts_with_operator(settings: Settings, catalogue: Catalogue, seed: int = 7) -> int:
     """Run the real alert evaluation (visitorflow.alerts.evaluate_alerts) over the festival's
     procession days, as the collector does live, and acknowledge four alerts in five after
     2–40 minutes, as a duty operator would. Returns how many alerts were raised."""

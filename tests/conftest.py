@@ -150,8 +150,8 @@ def dashboard_store(settings: Settings) -> Settings:
     the other 13 sites have none (no data)."""
     from datetime import datetime
 
+    from visitorflow.clock import utc_now
     from visitorflow.contract import Reading
-    from visitorflow.live import utc_now
     from visitorflow.store import Store
 
     # A 60 s reading counts for the minute it began: keep it inside today's local day.
@@ -193,7 +193,7 @@ def hold_store_lock(path: Path, seconds: float = 60) -> subprocess.Popen:
     return proc
 
 
-# -- signing in to the dashboard (issue 8) -------------------------------------------------
+# -- signing in to the dashboard --------------------------------------------------------
 # Every AppTest and browser test of dashboard/app.py signs in first:
 #     def test_x(signed_in_app): at = signed_in_app("operator")  # AppTest, signed in, page run
 # or, with an AppTest of your own: sign_in(at, dashboard_users["viewer"]).
@@ -214,7 +214,7 @@ def dashboard_users(settings: Settings) -> dict[str, str]:
     return DASHBOARD_USERS
 
 
-def sign_in(at, name: str, password: str = TEST_PASSWORD):  # noqa: ANN001, ANN201 - AppTest
+def sign_in(at, name: str, password: str = TEST_PASSWORD):  # AppTest
     """Fill and submit the dashboard's sign-in form of an AppTest; returns it, run."""
     at.text_input(key="sign_in_name").input(name)
     at.text_input(key="sign_in_password").input(password)
@@ -227,7 +227,7 @@ def signed_in_app(dashboard_users: dict[str, str]) -> Callable[..., object]:
     role's account, its default page run; fails on an exception."""
     from streamlit.testing.v1 import AppTest
 
-    def open_app(role: str = "operator"):  # noqa: ANN202
+    def open_app(role: str = "operator"):
         at = AppTest.from_file(DASHBOARD_APP, default_timeout=30).run()
         sign_in(at, dashboard_users[role])
         assert not at.exception, [e.value for e in at.exception]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecasting.models import open_mask
+from forecasting.features import open_mask
 from visitorflow.catalogue import Site
 
 

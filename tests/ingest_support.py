@@ -1,11 +1,12 @@
-"""Helpers for the ingest tests and benchmark (issue 3): a catalogue with LoRaWAN counters,
-payload builders for both formats, and a publisher with a bounded in-flight window."""
+"""Helpers for the ingest tests and benchmark (bench/ingest_throughput.py): a catalogue
+with LoRaWAN counters, payload builders for both formats, and a publisher with a bounded
+in-flight window."""
 
 from __future__ import annotations
 
 import json
 import threading
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
@@ -98,7 +99,7 @@ class WindowPublisher:
         self.client.connect("127.0.0.1", port)
         self.client.loop_start()
 
-    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+    def _on_publish(self, client, userdata, mid, reason_code, properties) -> None:
         self.acked += 1
         self._slots.release()
 
@@ -119,8 +120,6 @@ def native_stream(catalogue: Catalogue, n: int, start_utc: datetime,
                   prefix: str = "langson/v1") -> list[tuple[str, bytes]]:
     """`n` valid native messages spread round-robin over every catalogue gate, each gate's
     counter with consecutive seqs and one-minute intervals from `start_utc` (naive UTC)."""
-    from datetime import timedelta
-
     gates = catalogue.gates()
     messages = []
     totals: dict[str, int] = {}

@@ -7,6 +7,8 @@ from datetime import date, datetime, timedelta
 import numpy as np
 import pandas as pd
 
+from visitorflow.clock import to_utc
+
 TZ = "Asia/Ho_Chi_Minh"
 CAPACITY = {"tam_thanh": 350, "den_ky_cung": 300}
 
@@ -24,7 +26,7 @@ def hourly_frame(first_day: date, days: int, peaks: dict[str, tuple[datetime, fl
         occupancy[local == pd.Timestamp(peak_at)] = peak_occ
         rows.append(pd.DataFrame({
             "site_id": site_id,
-            "ts_utc": local.tz_localize(TZ).tz_convert("UTC").tz_localize(None),
+            "ts_utc": to_utc(pd.Series(local), TZ).to_numpy(),
             "is_open": open_, "arrivals": np.where(open_, 20.0, 0.0),
             "arrivals_lower": 0.0, "arrivals_upper": 0.0,
             "occupancy": occupancy, "occupancy_upper": occupancy * 1.3,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import pandas as pd
 
@@ -13,6 +13,7 @@ from public.server import PublicApp, background_server
 from public.status import StatusCache
 from tests.conftest import DASHBOARD_LOADS
 from visitorflow.catalogue import Catalogue, load_catalogue
+from visitorflow.clock import to_utc
 from visitorflow.contract import Reading
 from visitorflow.settings import Settings
 from visitorflow.store import Store
@@ -47,14 +48,14 @@ def seed_public_store(settings: Settings) -> Catalogue:
          for site, (gate, count_in, count_out) in DASHBOARD_LOADS.items()],
         NOW,
     )
-    midnight = datetime(2026, 11, 21, 0, 0, tzinfo=settings.tz)
+    midnight = datetime(2026, 11, 21, 0, 0)  # local
     rows = []
     for site in catalogue.sites:
         for h in range(72):
             local = midnight + timedelta(hours=h)
             share = _share(site.id, local)
             rows.append({
-                "site_id": site.id, "ts_utc": local.astimezone(UTC).replace(tzinfo=None),
+                "site_id": site.id, "ts_utc": to_utc(local, settings.tz),
                 "is_open": site.is_open(local), "arrivals": 10.0, "arrivals_lower": 5.0,
                 "arrivals_upper": 20.0, "occupancy": share * site.capacity,
                 "occupancy_upper": 1.2 * share * site.capacity, "capacity": site.capacity,

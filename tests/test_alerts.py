@@ -193,7 +193,7 @@ def test_the_collector_step_raises_forecast_alerts_from_the_latest_run(
                        "regressors": "", "backtest_mae_ratio": 0.8}]),
         hourly, pd.DataFrame(),
     )
-    # The threshold this case was written for (the shipped default is 0.3, issue 9).
+    # The threshold this case was written for (the shipped default is 0.3, settings.alerts).
     settings.alerts.forecast_p = 0.7
     va.evaluate_alerts(store, catalogue, settings, NOW)
     alert = store.open_alerts().iloc[0]
@@ -266,7 +266,7 @@ def test_the_collector_evaluates_alerts_in_its_own_cycle(
     import threading
 
     from ingest.collector import Collector
-    from visitorflow.live import utc_now
+    from visitorflow.clock import utc_now
     from visitorflow.settings import get_settings
 
     monkeypatch.setenv("VISITORFLOW_ALERTS__RAISE_AFTER_MIN", "1")

@@ -1,16 +1,20 @@
-"""visitorflow.analysis (issue 7) on small hand-made stores, where the right answer is known:
+"""visitorflow.analysis on small hand-made stores, where the right answer is known:
 local days, festival uplift on lunar dates, occupancy and load levels, forecast errors
 against the seasonal-naive forecast, counter health, districts."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, datetime, timedelta
 
 import pandas as pd
 import pytest
 
 from visitorflow import analysis as va
+from visitorflow.catalogue import load_catalogue
+from visitorflow.clock import local_day_range_utc
 from visitorflow.contract import Reading
+from visitorflow.live import live_status
 from visitorflow.settings import Settings
 from visitorflow.store import Store
 
@@ -26,7 +30,7 @@ def _utc(local: str) -> datetime:
 
 
 def test_local_days_are_utc_ranges() -> None:
-    start, end = va.local_day_bounds_utc(date(2026, 3, 10), date(2026, 3, 11), "Asia/Ho_Chi_Minh")
+    start, end = local_day_range_utc(date(2026, 3, 10), date(2026, 3, 11), "Asia/Ho_Chi_Minh")
     assert (start, end) == (datetime(2026, 3, 9, 17), datetime(2026, 3, 11, 17))
 
 
@@ -86,6 +90,36 @@ def test_occupancy_levels_and_alert_spells(settings: Settings) -> None:
     assert va.festival_alerts(ws, ["tam_thanh"], day, day) is None
 
 
+def test_occupancy_levels_follow_the_site_thresholds_an_admin_set(settings: Settings) -> None:
+    """250 people in Tam Thanh (capacity 350, 0.71 of it) from 10:00 to 12:00 local are busy
+    under the default thresholds (0.60 / 0.85 / 1.00). An admin gives the site its own
+    0.40 / 0.70 / 0.90: the analysts' levels follow them (crowded), as the live map's do."""
+    ws = _workspace(settings)
+    store = ws.store
+    store.write_batch([
+        Reading("tam_thanh", "main", "lsn-tam_thanh-main", 1, _utc("2026-03-10T10:01"), 60,
+                250, 0),
+        Reading("tam_thanh", "main", "lsn-tam_thanh-main", 2, _utc("2026-03-10T12:01"), 60,
+                0, 250),
+    ], _utc("2026-03-10T12:02"))
+    day = date(2026, 3, 10)
+    default = va.hours_per_level(va.occupancy_by_minute(ws, ["tam_thanh"], day, day))
+    assert default.loc["tam_thanh", "busy"] == pytest.approx(2.0)
+    assert default.loc["tam_thanh", "crowded"] == pytest.approx(0.0)
+
+    store.set_alert_thresholds("tam_thanh", 0.4, 0.7, 0.9, "admin", _utc("2026-03-10T13:00"))
+    ws = va.open_workspace(settings)
+    occupancy = va.occupancy_by_minute(ws, ["tam_thanh"], day, day)
+    own = va.hours_per_level(occupancy)
+    assert own.loc["tam_thanh", "crowded"] == pytest.approx(2.0)
+    assert own.loc["tam_thanh", "busy"] == pytest.approx(0.0)
+    # The live map at 10:02 local, from the same store, says the same of that minute.
+    at = occupancy.set_index("minute_local").loc[pd.Timestamp("2026-03-10T10:02")]
+    live = live_status(store, load_catalogue(settings.catalogue_path), settings,
+                       _utc("2026-03-10T10:02")).set_index("site_id")
+    assert at["level"] == live.at["tam_thanh", "level"] == "crowded"
+
+
 def test_festival_alerts_time_their_first_acknowledgement(settings: Settings) -> None:
     """Two alerts at Tam Thanh on 10 Mar (local): one acknowledged twice (the first after
     12 min counts), one never; an alert on another day and one at another site stay out."""
@@ -123,7 +157,9 @@ def test_festival_alerts_time_their_first_acknowledgement(settings: Settings) ->
 
 
 def _hourly_counts(store: Store, site: str, gate: str, first_local: datetime, days: int,
-                   value) -> None:  # noqa: ANN001 - value(hour_local) -> people
+                   value: Callable[[datetime], int | None]) -> None:
+    """value(local hour) people counted in each hour of `days` from `first_local`; None:
+    nothing counted."""
     readings = []
     for h in range(days * 24):
         local = first_local + timedelta(hours=h)
@@ -218,8 +254,7 @@ def test_readings_for_sites_by_interval_start(settings: Settings) -> None:
         Reading("mau_son", "road_checkpoint", "e", 1, midnight + timedelta(minutes=15), 900,
                 3, 0),
     ], midnight)
-    start, end = va.local_day_bounds_utc(date(2026, 3, 10), date(2026, 3, 10),
-                                         "Asia/Ho_Chi_Minh")
+    start, end = local_day_range_utc(date(2026, 3, 10), date(2026, 3, 10), "Asia/Ho_Chi_Minh")
     rows = ws.store.readings_for_sites(start, end, ["tam_thanh"])
     assert rows["seq"].tolist() == [2]
     assert len(ws.store.readings_for_sites(start, end, None)) == 2

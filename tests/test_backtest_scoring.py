@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from forecasting.backtest import festival_occurrences, festival_origins, festival_peaks, score
-from forecasting.calendar import season_days, site_holidays
+from forecasting.calendar import season_days, site_calendar
 from visitorflow.festivals import lunar_to_solar
 from visitorflow.settings import ForecastSettings
 
@@ -95,10 +95,14 @@ def test_lunar_seasons_follow_the_lunar_calendar_and_the_site_kind() -> None:
     spring = cave.loc[cave["season_id"] == "spring_season", "date"]
     assert spring.min() == lunar_to_solar(9, 1, 2026)
     assert spring.max() == lunar_to_solar(1, 2, 2026) - pd.Timedelta(days=1)
-    holidays = site_holidays("den_ky_cung", [2026], 2, 1, kind="temple")
+    temple_calendar = site_calendar("den_ky_cung", [2026], 2, 1, kind="temple")
+    holidays = temple_calendar.holidays
     assert {"lunar_ram", "lunar_spring_season", "lunar_pre_tet"} <= set(holidays["holiday"])
+    # The calendar carries the season days themselves (the night market's season offset).
+    assert set(temple_calendar.season_days.date) == set(
+        season_days("temple", [2026])["date"])
     # A caller that does not name the kind still gets the province-wide seasons only.
-    plain = site_holidays("den_ky_cung", [2026], 2, 1)
+    plain = site_calendar("den_ky_cung", [2026], 2, 1).holidays
     assert "lunar_ram" not in set(plain["holiday"])
     assert "lunar_spring_season" in set(plain["holiday"])
     assert datetime(2026, 3, 3).date() == lunar_to_solar(15, 1, 2026)

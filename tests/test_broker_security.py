@@ -1,4 +1,4 @@
-"""Broker lock-down (issue 8) with real components: accounts and ACL generated from the
+"""Broker lock-down with real components: accounts and ACL generated from the
 catalogue, a real Mosquitto, the collector as its own process, the store read from the side.
 
 MQTT 3.1.1 hides an ACL denial from the publisher (the broker still sends PUBACK), so the
@@ -36,7 +36,7 @@ from ingest.broker_auth import (
     write_tls_files,
 )
 from visitorflow.catalogue import load_catalogue
-from visitorflow.live import utc_now
+from visitorflow.clock import utc_now
 from visitorflow.settings import Settings, get_settings
 from visitorflow.store import Store, StoreError
 
@@ -81,11 +81,11 @@ def connect(port: int, username: str | None, password: str | None, *,
     if tls_ca is not None:
         paho.tls_set(ca_certs=str(tls_ca))
 
-    def on_connect(c, userdata, flags, reason_code, properties) -> None:  # noqa: ANN001
+    def on_connect(c, userdata, flags, reason_code, properties) -> None:
         client.connack = str(reason_code)
         client.connected.set()
 
-    def on_publish(c, userdata, mid, reason_code, properties) -> None:  # noqa: ANN001
+    def on_publish(c, userdata, mid, reason_code, properties) -> None:
         client.acks[mid] = str(reason_code)
 
     paho.on_connect, paho.on_publish = on_connect, on_publish

@@ -17,7 +17,8 @@ import pytest
 from ingest.broker import start_broker
 from ingest.broker_auth import cli_auth_args
 from visitorflow.catalogue import Catalogue
-from visitorflow.live import no_data_notices, utc_now
+from visitorflow.clock import utc_now
+from visitorflow.live import no_data_notices
 from visitorflow.settings import Settings, get_settings
 from visitorflow.store import Store, StoreError
 
@@ -55,7 +56,7 @@ def counts(store: Store) -> dict[str, int]:
         return {"readings": -1, "quarantine": -1, "minute_counts": -1, "gate_status": -1}
 
 
-def start_collector(processes: Processes, store: Store, *args: str):  # noqa: ANN201
+def start_collector(processes: Processes, store: Store, *args: str):
     proc = processes.start("ingest.collector", *args)
     wait_until(lambda: counts(store)["readings"] >= 0, 15, "the collector to create the store")
     return proc
@@ -114,7 +115,7 @@ def test_every_fault_healed_or_flagged(
     assert (gap.after_seq, gap.before_seq, gap.status) == (3, 6, "recovered")
     assert (gap.recovered_in, gap.recovered_out) == (135 - 121 - 3, 62 - 56 - 4)
     minutes = store.minute_counts(t0 - timedelta(days=3), t0 + timedelta(hours=1),
-                                  site_id="tam_thanh")
+                                  "tam_thanh")
     # 10+7+4+3 reported, 11 recovered, 8 in the late reading; no double count of the resend.
     assert minutes["count_in"].sum() == 10 + 7 + 4 + 3 + 11 + 8
     assert collector.poll() is None, "a fault stopped the collector"

@@ -1,5 +1,5 @@
 """The alerts page (dashboard/views/alerts.py) run by Streamlit's AppTest against a real store
-whose alerts the collector's evaluation step wrote, signed in as each role (issue 8)."""
+whose alerts the collector's evaluation step wrote, signed in as each role."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from streamlit.testing.v1 import AppTest
 
 from visitorflow.alerts import evaluate_alerts, load_actions
 from visitorflow.catalogue import load_catalogue
-from visitorflow.live import utc_now
+from visitorflow.clock import utc_now
 from visitorflow.settings import Settings, get_settings
 from visitorflow.store import Store
 

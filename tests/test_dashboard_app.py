@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import tomllib
-from datetime import UTC, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -12,8 +12,8 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from visitorflow.catalogue import load_catalogue
+from visitorflow.clock import to_local, utc_now
 from visitorflow.contract import Reading
-from visitorflow.live import utc_now
 from visitorflow.load import LEVEL_COLOURS, LoadLevel
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store
@@ -165,7 +165,7 @@ def test_a_silent_gate_says_since_when_in_the_table_and_tooltip(settings: Settin
         Reading("ky_lua", "south", "lsn-ky_lua-south", 1, now, 60, 5, 0),
         Reading("ky_lua", "market", "lsn-ky_lua-market", 1, now, 60, 5, 0),
     ], now)
-    hhmm = then.replace(tzinfo=UTC).astimezone(settings.tz).strftime("%H:%M")
+    hhmm = to_local(then, settings.tz).strftime("%H:%M")
     at = run_app()
     table = at.dataframe[0].value
     row = table[table["Điểm"].str.startswith("Phố đi bộ Kỳ Lừa")].iloc[0]
@@ -182,7 +182,7 @@ def test_busy_store_warns_and_keeps_the_previous_snapshot(
     get_settings.cache_clear()
     at = run_app()
     assert not any("locked" in w.value for w in at.warning)
-    # Another process holding the file read-write blocks every reader (field-notes).
+    # Another process holding the file read-write blocks every reader (docs/platform-notes.md).
     holder = hold_store_lock(dashboard_store.store.path)
     try:
         st.cache_data.clear()  # the snapshot's ttl has run out

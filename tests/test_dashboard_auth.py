@@ -1,4 +1,4 @@
-"""Officials sign in (issue 8): accounts with hashed passwords, roles deciding pages and
+"""Officials sign in: accounts with hashed passwords, roles deciding pages and
 controls, expiry, throttled failures, and the admin page's capacities and thresholds with
 who, when and old → new. Unit tests of visitorflow.users, then the real app in AppTest."""
 
@@ -17,8 +17,9 @@ from streamlit.testing.v1 import AppTest
 
 from visitorflow.alerts import evaluate_alerts
 from visitorflow.catalogue import load_catalogue
+from visitorflow.clock import utc_now
 from visitorflow.limits import effective_limits
-from visitorflow.live import live_status, utc_now
+from visitorflow.live import live_status
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store
 from visitorflow.users import (

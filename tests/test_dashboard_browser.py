@@ -13,22 +13,26 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
 import numpy as np
 import pytest
 
+from visitorflow.clock import utc_now
 from visitorflow.contract import Reading
-from visitorflow.live import utc_now
 from visitorflow.settings import PROJECT_ROOT, Settings
 from visitorflow.store import Store
 
 from .conftest import TEST_PASSWORD
 
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
+
 pytestmark = pytest.mark.browser
 
 CHROMIUM = Path("/usr/bin/chromium")
-# Flags measured in field-notes: software WebGL for deck.gl, and no background traffic.
+# Flags from docs/platform-notes.md: software WebGL for deck.gl, and no background traffic.
 CHROMIUM_ARGS = [
     "--headless", "--no-sandbox", "--disable-gpu", "--enable-unsafe-swiftshader",
     "--disable-quic", "--no-first-run", "--disable-background-networking",
@@ -93,7 +97,7 @@ def dashboard_url(
             proc.wait(5)
 
 
-def sign_in(page, url: str, name: str) -> None:  # noqa: ANN001 - a Playwright page
+def sign_in(page: Page, url: str, name: str) -> None:
     """Open the dashboard at `url` and sign in through its form, as an official does."""
     page.goto(url)
     page.get_by_label("Tên đăng nhập").fill(name)
@@ -102,7 +106,7 @@ def sign_in(page, url: str, name: str) -> None:  # noqa: ANN001 - a Playwright p
     page.get_by_text(f"Đăng nhập: {name}").wait_for(timeout=60_000)
 
 
-def open_alerts_page(page) -> None:  # noqa: ANN001 - a Playwright page
+def open_alerts_page(page: Page) -> None:
     """Through the sidebar, as an official does (a reload would start a new session)."""
     page.locator('[data-testid="stSidebarNav"]').get_by_text("Cảnh báo", exact=True).click()
 

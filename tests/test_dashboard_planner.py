@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import pytest
@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from tests.planner_support import daily_frame, hourly_frame
 from visitorflow import planner
 from visitorflow.catalogue import load_catalogue
-from visitorflow.live import utc_now
+from visitorflow.clock import local_date, utc_now
 from visitorflow.settings import PROJECT_ROOT, Settings
 from visitorflow.store import Store
 
@@ -27,7 +27,7 @@ def planned_store(settings: Settings) -> dict:
     """A forecast run from local midnight today: hourly for 14 days (Tam Thanh at 420 people
     tomorrow 10:00, Kỳ Cùng at 120 the day after at 11:00), daily for 400 days (peaks on
     the same days)."""
-    today = datetime.now(UTC).astimezone(settings.tz).date()
+    today = local_date(utc_now(), settings.tz)
     tam_at = datetime.combine(today + timedelta(days=1), datetime.min.time()).replace(hour=10)
     ky_at = datetime.combine(today + timedelta(days=2), datetime.min.time()).replace(hour=11)
     hourly = hourly_frame(today, 14, {"tam_thanh": (tam_at, 420.0),
@@ -52,7 +52,7 @@ def downloads(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
     files: dict[str, bytes] = {}
     real = MemoryMediaFileStorage.load_and_get_id
 
-    def spy(self, path_or_data, mimetype, kind, filename=None):  # noqa: ANN001, ANN202
+    def spy(self, path_or_data, mimetype, kind, filename=None):  # Streamlit's signature
         if filename:
             files[filename] = path_or_data
         return real(self, path_or_data, mimetype, kind, filename)

@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from tests.redirect_support import write_hourly_run
 from visitorflow.catalogue import load_catalogue
-from visitorflow.live import utc_now
+from visitorflow.clock import utc_now
 from visitorflow.settings import PROJECT_ROOT, Settings
 from visitorflow.store import Store
 

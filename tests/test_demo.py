@@ -1,5 +1,5 @@
 """The README's demo command, end to end: history back-filled, broker, collector, live
-simulator, forecasts and dashboard all started by `python -m visitorflow.demo`, and all
+simulator, forecasts and dashboard all started by `python -m orchestration.demo`, and all
 stopped by Ctrl-C."""
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def test_demo_starts_every_stage_and_stops_cleanly(settings: Settings, tmp_path:
     port = free_port()
     log = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen(
-        [sys.executable, "-m", "visitorflow.demo", "--dashboard-port", str(port),
+        [sys.executable, "-m", "orchestration.demo", "--dashboard-port", str(port),
          "--history-years", "0.1"],
         cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
     )

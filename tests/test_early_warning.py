@@ -1,4 +1,4 @@
-"""Early warning (issue 9): episode detection, alert spells, matching, lead times, miss
+"""Early warning: episode detection, alert spells, matching, lead times, miss
 reasons and the nowcast, on synthetic series whose answers can be checked by hand."""
 
 from __future__ import annotations

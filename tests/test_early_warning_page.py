@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from forecasting.early_warning import Run, match_episodes, summary
-from forecasting.season_eval import Season, write_results
+from orchestration.season_eval import Season, write_results
 from visitorflow.settings import Settings, get_settings
 
 T0 = datetime(2026, 3, 10, 0, 0)

@@ -1,4 +1,4 @@
-"""`python -m forecasting.season_eval --quick` end to end: history backfilled, two days of
+"""`python -m orchestration.season_eval --quick` end to end: history backfilled, two days of
 Kỳ Cùng through a real Mosquitto, the collector and the store, daily refits with real
 Prophet fits, the product's alert logic — and metrics checked against a hand-checkable case:
 the procession day (10 Mar 2026, lunar 1/22) overloads both temples around noon."""
@@ -33,7 +33,7 @@ def test_quick_season_end_to_end(settings: Settings, tmp_path: Path) -> None:
     out = tmp_path / "quick.json"
     work = tmp_path / "season"
     proc = subprocess.run(
-        [sys.executable, "-m", "forecasting.season_eval", "--quick", "--seed", "11",
+        [sys.executable, "-m", "orchestration.season_eval", "--quick", "--seed", "11",
          "--work-dir", str(work), "--out", str(out), "--no-progress"],
         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]

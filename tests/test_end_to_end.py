@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from ingest.simulator import read_truth_log
+from ingest.sim_counters import read_truth_log
 from visitorflow.catalogue import load_catalogue
 from visitorflow.contract import parse_counts
 from visitorflow.settings import Settings

@@ -1,4 +1,4 @@
-"""The open-data export (issue 7), run as its command on a small store written through the
+"""The open-data export, run as its command on a small store written through the
 collector's own write path: Parquet partitioned by local date, CSV, and NGSI-LD entities
 checked against the published FIWARE model definitions (tests/fiware_models.py) and read
 back by the collector's own FIWARE reader."""
@@ -198,7 +198,7 @@ def test_the_model_checks_can_fail() -> None:
 def test_crowd_flow_entities_read_back_by_the_collector(
     export_store: Settings, tmp_path: Path
 ) -> None:
-    """What we publish, our own FIWARE reader (issue 3) maps back to the same gate and
+    """What we publish, our own FIWARE reader maps back to the same gate and
     people: the ids and attributes mean what they say."""
     out = tmp_path / "export"
     _export(out, "--what", "ngsi-ld", "--interval-min", "60")

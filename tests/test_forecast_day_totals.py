@@ -11,12 +11,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.calendar import site_holidays
+from forecasting.calendar import holiday_window_days, site_calendar
+from forecasting.features import open_mask
 from forecasting.models import (
     fit_and_forecast,
     holiday_day_totals,
-    holiday_window_days,
-    open_mask,
     quiet_cmdstan,
     scale_to_day_totals,
 )
@@ -26,7 +25,8 @@ from visitorflow.settings import PROJECT_ROOT, ForecastSettings
 
 CATALOGUE = load_catalogue(PROJECT_ROOT / "data" / "sites.yaml")
 SITE = CATALOGUE.site("tam_thanh")  # open 07:00-18:00 every day
-HOLIDAYS = site_holidays(SITE.id, range(2023, 2028), 2, 1, SITE.kind)
+CALENDAR = site_calendar(SITE.id, range(2023, 2028), 2, 1, SITE.kind)
+HOLIDAYS = CALENDAR.holidays
 
 
 def test_day_totals_set_the_median_of_whole_days_only() -> None:
@@ -54,16 +54,17 @@ def test_holiday_days_include_the_windows_and_nothing_else() -> None:
                         "lower_window": [-2, 0], "upper_window": [1, 0]})
     assert list(holiday_window_days(two)) == list(pd.to_datetime(
         ["2026-03-08", "2026-03-09", "2026-03-10", "2026-03-11", "2026-05-01"]))
-    days = holiday_window_days(HOLIDAYS)
+    days = CALENDAR.window_days
+    assert days.equals(holiday_window_days(HOLIDAYS))
     # Tết 2026 is 17 Feb; its window reaches 2 days before (the lunar seasons cover more).
     assert pd.Timestamp("2026-02-15") in days and pd.Timestamp("2026-02-17") in days
     daily = pd.DataFrame({"ds": pd.date_range("2026-02-10", "2026-02-20"), "arrivals": 5.0})
-    totals = holiday_day_totals(daily, SITE, HOLIDAYS)
+    totals = holiday_day_totals(daily, SITE, CALENDAR)
     assert totals is not None
     assert set(totals.index) == set(daily["ds"]) & set(days)
     # A night-market site: the day total mixes two crowds only the hourly model separates.
     ky_lua = CATALOGUE.site("ky_lua")
-    assert holiday_day_totals(daily, ky_lua, site_holidays("ky_lua", [2026], 2, 1)) is None
+    assert holiday_day_totals(daily, ky_lua, site_calendar("ky_lua", [2026], 2, 1)) is None
 
 
 TET_SIZE = {2024: 3.0, 2025: 6.0}  # this year's Tết draw is twice last year's, by chance
@@ -84,7 +85,7 @@ def history() -> pd.DataFrame:
 def _tet_day_totals(history: pd.DataFrame, from_daily: bool) -> tuple[float, float]:
     quiet_cmdstan()
     settings = ForecastSettings(samples=200, holiday_totals_from_daily=from_daily)
-    hourly, daily = fit_and_forecast(history, SITE, settings, HOLIDAYS, START, 7 * 24, 7)
+    hourly, daily = fit_and_forecast(history, SITE, settings, CALENDAR, START, 7 * 24, 7)
     tet_day = pd.Timestamp("2026-02-18")  # the second day of Tết
     hourly_total = hourly.loc[hourly["ds"].dt.normalize() == tet_day, "arrivals"].sum()
     return float(hourly_total), float(daily.set_index("ds").loc[tet_day, "arrivals"])

@@ -10,8 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.calendar import site_holidays
-from forecasting.models import extra_hours, fit_hourly, forecast_hourly, quiet_cmdstan
+from forecasting.calendar import site_calendar
+from forecasting.features import extra_hours
+from forecasting.models import fit_hourly, forecast_hourly, quiet_cmdstan
 from tests.forecast_support import counted_hours
 from visitorflow.catalogue import load_catalogue
 from visitorflow.festivals import festival_days, lunar_to_solar
@@ -50,12 +51,13 @@ def forecast() -> pd.DataFrame:
     site = CATALOGUE.site("ky_lua")
     origin = datetime(2026, 3, 8)  # two days before Kỳ Cùng 22/1 (10 March 2026)
     history = _ky_lua_history("2025-01-06", "2026-03-08")
-    holidays = site_holidays(site.id, range(2024, 2028), 2, 1, site.kind)
-    model = fit_hourly(history, site, SETTINGS, holidays)
+    calendar = site_calendar(site.id, range(2024, 2028), 2, 1, site.kind)
+    fitted = fit_hourly(history, site, SETTINGS, calendar)
+    assert fitted.peak_profiles == ("ky_cung_ta_phu_peak_22", "ky_cung_ta_phu_peak_27")
     assert {"daily_ky_cung_ta_phu_peak_22", "daily_ky_cung_ta_phu_peak_27"} <= set(
-        model.seasonalities)
-    assert "festival_extra_hour" in model.extra_regressors
-    out = forecast_hourly(model, site, origin, 8 * 24, SETTINGS)
+        fitted.model.seasonalities)
+    assert "festival_extra_hour" in fitted.regressors
+    out = forecast_hourly(fitted, origin, 8 * 24)
     return out.set_index("ds")
 
 

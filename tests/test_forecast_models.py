@@ -2,29 +2,29 @@
 
 from __future__ import annotations
 
+import ast
+from dataclasses import replace
 from datetime import date, datetime
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.calendar import festival_labels, site_holidays
+from forecasting.calendar import festival_labels, site_calendar
+from forecasting.dwell import dwell_kernel, occupancy_from_arrivals
+from forecasting.features import open_mask, profile_groups
 from forecasting.models import (
     daily_temperature,
     daily_totals,
-    dwell_kernel,
     fit_daily,
     fit_hourly,
     forecast_daily,
     forecast_hourly,
-    occupancy_from_arrivals,
-    open_mask,
-    profile_groups,
     quiet_cmdstan,
     seasonal_naive_hourly,
 )
 from forecasting.run import daily_horizon_days
-from forecasting.synthetic import synthetic_arrivals, synthetic_temperature
+from tests.synthetic_history import synthetic_arrivals, synthetic_temperature
 from visitorflow.catalogue import load_catalogue
 from visitorflow.festivals import lunar_to_solar
 from visitorflow.settings import PROJECT_ROOT, ForecastSettings
@@ -39,8 +39,9 @@ def _quiet() -> None:
 
 
 def test_festivals_apply_only_to_the_sites_they_concern() -> None:
-    bac_le = site_holidays("den_bac_le", [2026], before_days=2, after_days=1)
-    tam_thanh = site_holidays("tam_thanh", [2026], before_days=2, after_days=1)
+    bac_le_calendar = site_calendar("den_bac_le", [2026], before_days=2, after_days=1)
+    bac_le = bac_le_calendar.holidays
+    tam_thanh = site_calendar("tam_thanh", [2026], before_days=2, after_days=1).holidays
     assert "fest_bac_le" in set(bac_le["holiday"])
     assert "fest_bac_le" not in set(tam_thanh["holiday"])
     assert "fest_long_tong" in set(tam_thanh["holiday"])
@@ -56,10 +57,30 @@ def test_festivals_apply_only_to_the_sites_they_concern() -> None:
     assert peak == [lunar_to_solar(20, 9, 2026)]
     # Kỳ Cùng's two peak days hold different events: one name each; Tết's peak days
     # (province-wide) share one.
-    ky_lua = site_holidays("ky_lua", [2026], before_days=2, after_days=1)
+    ky_lua_calendar = site_calendar("ky_lua", [2026], before_days=2, after_days=1)
+    ky_lua = ky_lua_calendar.holidays
     assert {"fest_ky_cung_ta_phu_peak_22", "fest_ky_cung_ta_phu_peak_27"} <= set(
         ky_lua["holiday"])
     assert (ky_lua["holiday"] == "fest_tet_peak").sum() == 4
+    # The calendar says what the names mean: the site's own peaks, each with its days, the
+    # scheduled ones (processions: festivals.yaml `peak_events`) marked; Tết's peak is not
+    # the site's own.
+    assert list(ky_lua_calendar.event_peak_days) == [
+        "ky_cung_ta_phu_peak_22", "ky_cung_ta_phu_peak_27"]
+    assert list(ky_lua_calendar.event_peak_days["ky_cung_ta_phu_peak_27"].date) == [
+        lunar_to_solar(27, 1, 2026)]
+    assert ky_lua_calendar.scheduled_peaks == {"ky_cung_ta_phu_peak_22",
+                                               "ky_cung_ta_phu_peak_27"}
+    assert list(bac_le_calendar.event_peak_days) == ["bac_le_peak_20"]
+    assert not bac_le_calendar.scheduled_peaks  # the main day, not a scheduled event
+    assert set(bac_le_calendar.festival_days.date) >= {
+        lunar_to_solar(d, 9, 2026) for d in (18, 19, 20)}
+    assert lunar_to_solar(3, 1, 2026) in set(bac_le_calendar.days_off.date)  # Tết
+    assert lunar_to_solar(18, 9, 2026) not in set(bac_le_calendar.days_off.date)
+    # The window days: Bắc Lệ's reach two days before its first day and one after its last.
+    window = set(bac_le_calendar.window_days.date)
+    assert {lunar_to_solar(18, 9, 2026) - pd.Timedelta(days=2),
+            lunar_to_solar(20, 9, 2026) + pd.Timedelta(days=1)} <= window
     labels = festival_labels("den_bac_le", [lunar_to_solar(20, 9, 2026), date(2026, 5, 5)])
     assert labels == {lunar_to_solar(20, 9, 2026): "bac_le"}
 
@@ -95,8 +116,8 @@ def test_occupancy_is_arrivals_convolved_with_dwell() -> None:
 def test_hourly_forecast_is_never_negative_and_zero_when_closed() -> None:
     site = CATALOGUE.site("tam_thanh")
     history = synthetic_arrivals(site, datetime(2026, 9, 1), 42, seed=3)
-    model = fit_hourly(history, site, FAST, site_holidays("tam_thanh", [2026], 2, 1))
-    out = forecast_hourly(model, site, datetime(2026, 10, 13), 72, FAST)
+    model = fit_hourly(history, site, FAST, site_calendar("tam_thanh", [2026], 2, 1))
+    out = forecast_hourly(model, datetime(2026, 10, 13), 72)
     assert list(out.columns) == ["ds", "is_open", "arrivals", "arrivals_lower",
                                  "arrivals_upper", "occupancy", "occupancy_upper", "capacity",
                                  "p_overload"]
@@ -119,10 +140,11 @@ def test_hourly_forecast_is_never_negative_and_zero_when_closed() -> None:
 def test_overload_probability_follows_capacity() -> None:
     site = CATALOGUE.site("den_ky_cung")
     history = synthetic_arrivals(site, datetime(2026, 9, 1), 35, seed=5)
-    model = fit_hourly(history, site, FAST, site_holidays(site.id, [2026], 2, 1))
+    model = fit_hourly(history, site, FAST, site_calendar(site.id, [2026], 2, 1))
     start = datetime(2026, 10, 10)  # a Saturday: peak occupancy ≈ half the capacity
-    normal = forecast_hourly(model, site, start, 24, FAST)
-    tight = forecast_hourly(model, site.model_copy(update={"capacity": 10}), start, 24, FAST)
+    normal = forecast_hourly(model, start, 24)
+    tight = forecast_hourly(replace(model, site=site.model_copy(update={"capacity": 10})),
+                            start, 24)
     peak_hour = normal["occupancy"].idxmax()
     assert normal["p_overload"].max() < 0.05
     assert tight.loc[peak_hour, "p_overload"] > 0.95
@@ -148,9 +170,9 @@ def test_daily_model_forecasts_the_bac_le_festival() -> None:
     hourly = synthetic_arrivals(site, datetime(2024, 9, 1), 800, seed=2)
     daily = daily_totals(hourly, site)
     assert len(daily) == 800
-    holidays = site_holidays(site.id, range(2024, 2028), 2, 1)
-    model = fit_daily(daily[daily["ds"] < "2026-10-01"], FAST, holidays)
-    out = forecast_daily(model, datetime(2026, 10, 1), 60, FAST)
+    calendar = site_calendar(site.id, range(2024, 2028), 2, 1)
+    model = fit_daily(daily[daily["ds"] < "2026-10-01"], FAST, calendar)
+    out = forecast_daily(model, datetime(2026, 10, 1), 60)
     assert list(out.columns) == ["ds", "arrivals", "arrivals_lower", "arrivals_upper"]
     peak = pd.Timestamp(lunar_to_solar(20, 9, 2026))
     on_peak = out.loc[out["ds"] == peak, "arrivals"].iloc[0]
@@ -167,9 +189,20 @@ def test_a_cold_snap_scenario_raises_the_mau_son_forecast() -> None:
     hourly = synthetic_arrivals(site, datetime(2025, 6, 1), 560, seed=4, temperature=temp)
     temps = daily_temperature(pd.DataFrame({"ds": ds, "temp_c": temp}))
     daily = daily_totals(hourly, site)
-    holidays = site_holidays(site.id, range(2025, 2028), 2, 1)
-    model = fit_daily(daily, FAST, holidays, temps)
+    calendar = site_calendar(site.id, range(2025, 2028), 2, 1)
+    model = fit_daily(daily, FAST, calendar, temps)
+    assert model.regressors == ("cold_c",)
     future = pd.DataFrame({"ds": pd.date_range("2026-12-12", periods=10, freq="D")})
-    mild = forecast_daily(model, datetime(2026, 12, 12), 10, FAST, future.assign(temp_c=10.0))
-    frost = forecast_daily(model, datetime(2026, 12, 12), 10, FAST, future.assign(temp_c=-4.0))
+    mild = forecast_daily(model, datetime(2026, 12, 12), 10, future.assign(temp_c=10.0))
+    frost = forecast_daily(model, datetime(2026, 12, 12), 10, future.assign(temp_c=-4.0))
     assert (frost["arrivals"] > 1.5 * mild["arrivals"]).all()
+
+
+def test_forecasting_imports_nothing_from_ingest() -> None:
+    """The layers: forecasting reads the store, never the ingest side; what starts both (the
+    early-warning season) lives in orchestration/."""
+    for path in sorted((PROJECT_ROOT / "forecasting").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
+            assert not any(n == "ingest" or n.startswith("ingest.") for n in names), path.name

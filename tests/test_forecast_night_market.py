@@ -12,16 +12,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.calendar import site_holidays
-from forecasting.models import (
-    HOLIDAY_REGRESSOR,
-    days_off_dates,
-    extra_hours,
-    festival_dates,
-    fit_hourly,
-    forecast_hourly,
-    quiet_cmdstan,
-)
+from forecasting.calendar import site_calendar
+from forecasting.features import HOLIDAY_REGRESSOR, extra_hours, with_features
+from forecasting.models import fit_hourly, forecast_hourly, quiet_cmdstan
 from tests.forecast_support import counted_hours
 from visitorflow.catalogue import load_catalogue
 from visitorflow.settings import PROJECT_ROOT, ForecastSettings
@@ -41,26 +34,26 @@ def _market_hour(ds: pd.Series) -> np.ndarray:
 @pytest.fixture(scope="module")
 def forecast() -> pd.DataFrame:
     quiet_cmdstan()
-    holidays = site_holidays(SITE.id, range(2024, 2028), 2, 1, SITE.kind)
+    calendar = site_calendar(SITE.id, range(2024, 2028), 2, 1, SITE.kind)
+    holidays = calendar.holidays
     ds = pd.Series(pd.date_range("2024-01-08", "2025-01-27", freq="h", inclusive="left"))
     day = ds.dt.normalize()
-    holiday = day.isin(festival_dates(holidays)) | day.isin(days_off_dates(holidays))
+    holiday = day.isin(calendar.festival_days) | day.isin(calendar.days_off)
     tet_peak = day.isin(holidays.loc[holidays["holiday"] == "fest_tet_peak", "ds"])
     factor = np.where(tet_peak, TET_PEAK, np.where(holiday, OTHER_HOLIDAY, 1.0))
     rate = np.where(_market_hour(ds), MARKET_RATE, DAY_RATE * factor)
     history = counted_hours(SITE, ds, rate, seed=5)
-    model = fit_hourly(history, SITE, SETTINGS, holidays)
-    out = forecast_hourly(model, SITE, datetime(2025, 1, 27), 10 * 24, SETTINGS)
+    model = fit_hourly(history, SITE, SETTINGS, calendar)
+    out = forecast_hourly(model, datetime(2025, 1, 27), 10 * 24)
     return out[out["is_open"]].set_index("ds")
 
 
 def test_the_holidays_are_silent_on_the_market_hours() -> None:
-    from forecasting.models import _with_features
-    holidays = site_holidays(SITE.id, [2026], 2, 1, SITE.kind)
+    calendar = site_calendar(SITE.id, [2026], 2, 1, SITE.kind)
     # Friday 20 February 2026 is the 4th day of Tết.
     ds = pd.Series(pd.to_datetime(["2026-02-20 14:00", "2026-02-20 20:00"]))
-    features = _with_features(pd.DataFrame({"ds": ds}), 0.0, {"all": tuple(range(7))},
-                              holidays, extra_hours(SITE))
+    features = with_features(pd.DataFrame({"ds": ds}), 0.0, {"all": tuple(range(7))},
+                             calendar, extra_hours(SITE))
     on = features.filter(like=HOLIDAY_REGRESSOR)
     assert on.iloc[0].sum() >= 1  # by day, the Tết holiday is on
     assert on.iloc[1].sum() == 0  # on the market's hours it is not

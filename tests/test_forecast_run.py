@@ -15,7 +15,7 @@ import pytest
 from forecasting import backtest
 from forecasting.backtest import run_backtest
 from forecasting.run import run_forecasts
-from forecasting.synthetic import write_synthetic_history
+from tests.synthetic_history import write_synthetic_history
 from visitorflow.catalogue import load_catalogue
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store
@@ -169,10 +169,10 @@ def test_every_backtest_fold_sees_a_whole_history_window_before_its_origin(
     folds: list[tuple[pd.Timestamp, pd.Timestamp]] = []
     real = backtest.fit_and_forecast
 
-    def recording(history: pd.DataFrame, site, settings, holidays, start_local, *args):  # noqa: ANN001
+    def recording(history: pd.DataFrame, site, settings, calendar, start_local, *args):
         folds.append((pd.Timestamp(start_local), history["ds"].min()))
         assert (history["ds"] < pd.Timestamp(start_local)).all()  # nothing from the future
-        return real(history, site, settings, holidays, start_local, *args)
+        return real(history, site, settings, calendar, start_local, *args)
 
     monkeypatch.setattr(backtest, "fit_and_forecast", recording)
     table = run_backtest(fresh, ["tam_thanh"], processes=1, progress=False)
@@ -186,7 +186,7 @@ def test_bring_your_own_csv_is_backtested_hourly_and_daily(
     tmp_path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from forecasting.backtest import main
-    from forecasting.synthetic import synthetic_arrivals
+    from tests.synthetic_history import synthetic_arrivals
 
     site = load_catalogue(PROJECT_ROOT / "data" / "sites.yaml").site("huu_lien")  # open 24 h
     hourly = synthetic_arrivals(site, datetime(2026, 3, 1), 84, seed=8)

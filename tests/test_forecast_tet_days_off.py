@@ -11,9 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.calendar import site_holidays
+from forecasting.calendar import SiteCalendar, site_calendar
 from forecasting.models import (
-    days_off_dates,
     fit_daily,
     fit_hourly,
     forecast_daily,
@@ -31,27 +30,26 @@ SITE = CATALOGUE.site("nhat_thanh")  # a cave with weekday and weekend profiles
 TET_RATE = 100.0  # people/hour on every day of the Tết holiday, whatever the weekday
 
 
-def _history(start: str, end: str, holidays: pd.DataFrame, seed: int = 11) -> pd.DataFrame:
+def _history(start: str, end: str, calendar: SiteCalendar, seed: int = 11) -> pd.DataFrame:
     ds = pd.Series(pd.date_range(start, end, freq="h", inclusive="left"))
     weekend = ds.dt.day_of_week.to_numpy() >= 5
     rate = np.where(weekend, 60.0, 20.0)
-    rate = np.where(ds.dt.normalize().isin(days_off_dates(holidays)), TET_RATE, rate)
+    rate = np.where(ds.dt.normalize().isin(calendar.days_off), TET_RATE, rate)
     return counted_hours(SITE, ds, rate, seed)
 
 
 @pytest.fixture(scope="module")
 def forecast() -> pd.DataFrame:
     quiet_cmdstan()
-    holidays = site_holidays(SITE.id, range(2024, 2028), 2, 1, SITE.kind)
-    history = _history("2025-01-06", "2026-02-15", holidays)
-    model = fit_hourly(history, SITE, SETTINGS, holidays)
-    out = forecast_hourly(model, SITE, datetime(2026, 2, 15), 12 * 24, SETTINGS)
+    calendar = site_calendar(SITE.id, range(2024, 2028), 2, 1, SITE.kind)
+    history = _history("2025-01-06", "2026-02-15", calendar)
+    model = fit_hourly(history, SITE, SETTINGS, calendar)
+    out = forecast_hourly(model, datetime(2026, 2, 15), 12 * 24)
     return out.set_index("ds")
 
 
 def test_the_tet_holiday_is_the_days_off_of_the_calendars() -> None:
-    holidays = site_holidays(SITE.id, [2026], 2, 1, SITE.kind)
-    off = set(days_off_dates(holidays).date)
+    off = set(site_calendar(SITE.id, [2026], 2, 1, SITE.kind).days_off.date)
     # Lunar 12/26 to 1/8: the pre-Tết days, Tết 1–5 and its tail (data/*.yaml `days_off`).
     assert lunar_to_solar(1, 1, 2026) in off
     assert lunar_to_solar(5, 1, 2026) in off
@@ -75,14 +73,14 @@ def test_the_daily_model_forecasts_the_days_off_alike() -> None:
     # Three years of days (the daily model's window): 200 people on weekdays, 600 at weekends,
     # 1,000 on every day of the Tết holiday.
     quiet_cmdstan()
-    holidays = site_holidays(SITE.id, range(2022, 2028), 2, 1, SITE.kind)
+    calendar = site_calendar(SITE.id, range(2022, 2028), 2, 1, SITE.kind)
     ds = pd.Series(pd.date_range("2023-02-01", "2026-02-15", freq="D", inclusive="left"))
     level = np.where(ds.dt.day_of_week.to_numpy() >= 5, 600.0, 200.0)
-    level = np.where(ds.isin(days_off_dates(holidays)), 1000.0, level)
+    level = np.where(ds.isin(calendar.days_off), 1000.0, level)
     daily = pd.DataFrame({"ds": ds,
                           "arrivals": np.random.default_rng(3).poisson(level).astype(float)})
-    model = fit_daily(daily, SETTINGS, holidays)
-    out = forecast_daily(model, datetime(2026, 2, 15), 14, SETTINGS).set_index("ds")
+    model = fit_daily(daily, SETTINGS, calendar)
+    out = forecast_daily(model, datetime(2026, 2, 15), 14).set_index("ds")
     for day in ("2026-02-18", "2026-02-19", "2026-02-20", "2026-02-21"):
         assert out.loc[day, "arrivals"] == pytest.approx(1000, rel=0.2), day
     assert out.loc["2026-02-26", "arrivals"] == pytest.approx(200, rel=0.35)

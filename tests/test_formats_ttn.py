@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -76,7 +77,9 @@ def test_javascript_doubles_are_accepted_when_whole(gates: dict) -> None:
         (lambda m: m.pop("uplink_message"), "missing"),
     ],
 )
-def test_broken_uplinks_say_why(gates: dict, change, reason: str) -> None:  # noqa: ANN001
+def test_broken_uplinks_say_why(
+    gates: dict, change: Callable[[dict], object], reason: str
+) -> None:
     message = json.loads(ttn_uplink(VS133_EUI, 3, T, dict(VS133)))
     change(message)
     with pytest.raises(PayloadError, match=reason):

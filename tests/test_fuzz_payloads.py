@@ -1,4 +1,4 @@
-"""Bad input, everywhere (issue 8): property-based tests over every payload parser.
+"""Bad input, everywhere: property-based tests over every payload parser.
 
 Hypothesis generates ≥ 10,000 messages for the three formats the collector reads — the
 native contract, The Things Stack uplinks and FIWARE CrowdFlowObserved notifications —
@@ -29,8 +29,8 @@ from hypothesis import strategies as st
 
 from ingest.collector import Collector
 from visitorflow.catalogue import load_catalogue
+from visitorflow.clock import utc_now
 from visitorflow.formats_fiware import topic as fiware_topic
-from visitorflow.live import utc_now
 from visitorflow.settings import PROJECT_ROOT, Settings, load_settings
 from visitorflow.store import Store
 

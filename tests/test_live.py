@@ -8,8 +8,9 @@ import pandas as pd
 import pytest
 
 from visitorflow.catalogue import load_catalogue
+from visitorflow.clock import local_day_start_utc
 from visitorflow.contract import GateStatus, Reading
-from visitorflow.live import live_status, local_day_start_utc
+from visitorflow.live import live_status
 from visitorflow.load import LoadLevel, load_level
 from visitorflow.settings import LoadThresholds, Settings
 from visitorflow.store import Store
@@ -33,9 +34,9 @@ def test_silence_is_no_data_and_never_zero() -> None:
 
 
 def test_local_day_starts_at_local_midnight(settings: Settings) -> None:
-    assert local_day_start_utc(NOW, settings) == datetime(2026, 2, 17, 17, 0)
+    assert local_day_start_utc(NOW, settings.tz) == datetime(2026, 2, 17, 17, 0)
     # 23:30 UTC is already the next day in Lạng Sơn (UTC+7)
-    assert local_day_start_utc(datetime(2026, 2, 18, 23, 30), settings) == datetime(
+    assert local_day_start_utc(datetime(2026, 2, 18, 23, 30), settings.tz) == datetime(
         2026, 2, 18, 17, 0)
 
 

@@ -1,4 +1,4 @@
-"""The analysts' notebooks (issue 7): each runs top to bottom with nbclient on a store built
+"""The analysts' notebooks: each runs top to bottom with nbclient on a store built
 by the real pipeline (backfill, backtest, forecast run); a failing cell fails the test; the
 committed files carry no outputs and no logic; a running notebook does not stall a
 collector-like writer, while a held connection does."""

@@ -129,7 +129,7 @@ def test_the_plan_of_a_real_forecast_run(settings, monkeypatch: pytest.MonkeyPat
     ends on 20 Jan 2027: Tết 2027 is beyond the hourly horizon, within the daily one, and its
     forecast peak day is a Tết day well above an ordinary January day."""
     from forecasting.run import run_forecasts
-    from forecasting.synthetic import write_synthetic_history
+    from tests.synthetic_history import write_synthetic_history
     from visitorflow.catalogue import load_catalogue
     from visitorflow.settings import get_settings
     from visitorflow.store import Store

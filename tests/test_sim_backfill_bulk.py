@@ -1,4 +1,4 @@
-"""The backfill's bulk paths (issue 4) store exactly what the collector's write path
+"""The backfill's bulk paths store exactly what the collector's write path
 (Store.write_batch) stores for the same readings: Store.write_history batch by batch, and
 Store.history_writer into an empty store (loaded without keys, keys built once at the end).
 A re-run adds nothing; a failed key-less load leaves the store as it was; after a backfill
@@ -14,8 +14,7 @@ import pandas as pd
 import pytest
 
 from ingest.sim_backfill import RECEIVE_DELAY, _Builder, backfill
-from ingest.sim_engine import Engine
-from ingest.simulator import profile_model
+from ingest.sim_engine import Engine, profile_model
 from visitorflow.catalogue import load_catalogue
 from visitorflow.contract import Reading
 from visitorflow.settings import Settings
@@ -28,7 +27,7 @@ START, END = date(2026, 3, 9), date(2026, 3, 11)
 WIDE = (datetime(2020, 1, 1), datetime(2030, 1, 1))
 
 
-def _readings(table) -> list[Reading]:  # noqa: ANN001
+def _readings(table) -> list[Reading]:
     return [
         Reading(r["site_id"], r["gate_id"], r["device_id"], r["seq"], r["ts_utc"],
                 r["interval_s"], r["count_in"], r["count_out"], r["in_total"], r["out_total"],
@@ -153,7 +152,7 @@ def test_a_failed_key_less_load_leaves_the_store_as_before(settings: Settings,
 @pytest.mark.e2e
 def test_backfill_then_live_collector_still_dedupes(settings: Settings, broker: int,
                                                     processes: Processes,
-                                                    mosquitto_pub) -> None:  # noqa: ANN001
+                                                    mosquitto_pub) -> None:
     """A backfill into the empty store, then the real collector on it: a repeated reading of
     the history is dropped, the next one is stored and counted once."""
     catalogue = load_catalogue(settings.catalogue_path)
@@ -161,7 +160,7 @@ def test_backfill_then_live_collector_still_dedupes(settings: Settings, broker: 
                      interval_s=60)
     assert stats.keys_built and stats.inserted == stats.readings
     store = Store.from_settings(settings)
-    last = store.readings(site_id="tam_thanh")
+    last = store.readings(None, None, "tam_thanh")  # the site's readings, all times
     last = last[last.device_id == "lsn-tam_thanh-main"].iloc[-1]
     ts = last.ts_utc.to_pydatetime()
     processes.start("ingest.collector")

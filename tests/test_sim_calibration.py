@@ -1,5 +1,5 @@
 """Calibration: the simulator's province totals against the published figures of
-data/raw/lang_son_visitor_stats.csv (a copy of ../shared/data/lang_son_visitor_stats.csv).
+data/raw/lang_son_visitor_stats.csv (each row names its source).
 
 The simulator counts ENTRIES at the catalogue's gates; the statistics count VISITS to the
 province. Its province estimate is entries / `province_share` (0.5; the reasoning is in
@@ -17,8 +17,8 @@ Written down (seed 20260217, this profile file), measured when this test was wri
 ("simulated" is the province estimate: gate entries / 0.5.)
 
 Tết 2024 is not asserted: the published Tết figures grew 75 k (2024) → 140 k (2026), +37 % a
-year, far faster than the province's ~7 %; one Tết shape cannot fit both, and the issue asks
-for 2026. The simulator reports Tết 2024 ~45 % high.
+year, far faster than the province's ~7 %; one Tết shape cannot fit both, and this test holds it
+to the latest, 2026. The simulator reports Tết 2024 ~45 % high.
 """
 
 from __future__ import annotations

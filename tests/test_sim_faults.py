@@ -8,9 +8,9 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from ingest.sim_counters import GateCounter
 from ingest.sim_faults import FaultInjector
 from ingest.sim_ttn import dev_eui, encode_uplink, ttn_device_id
-from ingest.simulator import GateCounter
 from visitorflow.catalogue import load_catalogue
 from visitorflow.contract import PayloadError, Reading, parse_counts
 from visitorflow.settings import Settings, SimulatorFaults

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 import yaml
 
+from ingest.sim_counters import read_truth_log
 from ingest.sim_faults import LOST
 from ingest.sim_ttn import NETWORK_DELAY
-from ingest.simulator import read_truth_log
 from visitorflow.catalogue import load_catalogue
 from visitorflow.contract import PayloadError, parse_counts
 from visitorflow.formats_ttn import dev_eui_index, parse_uplink
@@ -53,8 +53,8 @@ def stored_rows(store: Store) -> int:
 
 
 def catalogue_with_lorawan_gate(settings: Settings, path: Path) -> Path:
-    """The catalogue, with a DevEUI on the gate that speaks TTN v3 (how the collector of
-    issue 3 finds a LoRaWAN counter's gate)."""
+    """The catalogue, with a DevEUI on the gate that speaks TTN v3 (how the collector
+    finds a LoRaWAN counter's gate, visitorflow/formats_ttn.py)."""
     raw = yaml.safe_load(settings.catalogue_path.read_text(encoding="utf-8"))
     for site in raw["sites"]:
         for gate in site["gates"]:

@@ -51,7 +51,7 @@ def days(start: date, end: date) -> list[date]:
 
 def test_festival_dates_match_the_reference_calendar() -> None:
     """Every festival's 2025–2027 dates, as the simulator computes them, equal the dates of
-    data/raw/lang_son_festival_calendar.csv (a copy of ../shared/data/)."""
+    data/raw/lang_son_festival_calendar.csv."""
     computed = festival_days([2025, 2026, 2027])
     checked = 0
     with CALENDAR_CSV.open(encoding="utf-8") as handle:

@@ -1,4 +1,4 @@
-"""Every SQL statement is parameterised (issue 8): a hostile id such as
+"""Every SQL statement is parameterised: a hostile id such as
 `x'; DROP TABLE readings; --` handed to any store entry point that takes a string from a
 user, a counter or an operator is just a bad id — nothing is dropped, nothing leaks, the
 text is stored verbatim where it is data — and the catalogue and settings files are checked
@@ -6,6 +6,7 @@ on load with messages naming the field and the fix."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date, timedelta
 from pathlib import Path
 
@@ -15,10 +16,11 @@ import yaml
 
 from visitorflow.alerts import evaluate_alerts
 from visitorflow.catalogue import CatalogueError, load_catalogue
+from visitorflow.clock import utc_now
 from visitorflow.contract import PayloadError, Reading, parse_counts
-from visitorflow.live import utc_now
 from visitorflow.settings import PROJECT_ROOT, Settings, SettingsError, load_settings
 from visitorflow.store import Store, StoreError
+from visitorflow.store.schema import has_table
 
 HOSTILE = [
     "x'; DROP TABLE readings; --",
@@ -52,9 +54,9 @@ def hostile_store(dashboard_store: Settings, monkeypatch: pytest.MonkeyPatch) ->
 
 
 def snapshot(store: Store) -> dict[str, int]:
-    with store._connect(read_only=True) as con:  # the tables' row counts, read directly
-        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0]  # noqa: S608
-                for t in TABLES}
+    # The tables' row counts, read directly; the names come from TABLES, never from input.
+    with store._connect(read_only=True) as con:
+        return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in TABLES}
 
 
 def test_hostile_ids_in_every_reader_find_nothing_and_change_nothing(
@@ -71,8 +73,8 @@ def readers_find_nothing(store: Store, hostile: str) -> None:
     now = utc_now()
     start, day = now - timedelta(days=2), date.today()
     frames = [
-        store.readings(site_id=hostile),
-        store.minute_counts(start, now, site_id=hostile),
+        store.readings(sites=hostile),
+        store.minute_counts(start, now, sites=hostile),
         store.temperature(hostile, start, now, source=hostile),
         store.reading_gaps(status=hostile),
         store.occupancy_corrections(site_id=hostile),
@@ -81,7 +83,7 @@ def readers_find_nothing(store: Store, hostile: str) -> None:
         store.forecast_sites(hostile),
         store.latest_forecast(site_id=hostile, run_id=hostile),
         store.site_hourly_counts(start, now, [hostile]),
-        store.minute_counts_for_sites(start, now, [hostile]),
+        store.minute_counts(start, now, [hostile]),
         store.readings_for_sites(start, now, [hostile]),
         store.gate_interval_counts(start, now, 900, [hostile]),
         store.forecast_hourly_range(start, now, [hostile], [hostile]),
@@ -89,7 +91,8 @@ def readers_find_nothing(store: Store, hostile: str) -> None:
         store.gate_coverage(start, now, [hostile]),
     ]
     assert all(isinstance(f, pd.DataFrame) and f.empty for f in frames), hostile
-    assert store.has_table(hostile) is False
+    with store._connect(read_only=True) as con:
+        assert has_table(con, hostile) is False
     with pytest.raises(ValueError, match="granularity"):
         store.latest_forecast(granularity=hostile)
     with pytest.raises(StoreError, match="no alert"):
@@ -160,7 +163,8 @@ def test_a_hostile_site_id_in_a_topic_is_an_unknown_site(settings: Settings, hos
 # -- configuration files validated on load -----------------------------------------------------
 
 
-def broken_catalogue(tmp_path: Path, change) -> Path:  # noqa: ANN001 - a function of the raw dict
+def broken_catalogue(tmp_path: Path, change: Callable[[dict], object]) -> Path:
+    """data/sites.yaml with `change` applied to its raw dict."""
     raw = yaml.safe_load((PROJECT_ROOT / "data" / "sites.yaml").read_text(encoding="utf-8"))
     change(raw)
     path = tmp_path / "sites.yaml"
@@ -178,7 +182,9 @@ def broken_catalogue(tmp_path: Path, change) -> Path:  # noqa: ANN001 - a functi
     (lambda r: r["sites"][0]["opening_hours"][0].update(open="25:00"),
      r"opening_hours\[0\]\.open"),
 ])
-def test_a_broken_catalogue_names_the_field_and_the_fix(tmp_path: Path, change, field) -> None:  # noqa: ANN001
+def test_a_broken_catalogue_names_the_field_and_the_fix(
+    tmp_path: Path, change: Callable[[dict], object], field: str
+) -> None:
     path = broken_catalogue(tmp_path, change)
     with pytest.raises(CatalogueError, match=field) as err:
         load_catalogue(path)

@@ -11,7 +11,7 @@ import pytest
 
 from visitorflow.contract import Reading
 from visitorflow.settings import Settings
-from visitorflow.store import Store, readings_frame
+from visitorflow.store import SCHEMA_VERSION, Store, StoreError, readings_frame
 
 T0 = datetime(2026, 11, 21, 3, 0)
 FULL_SCAN = """SELECT site_id, gate_id, arg_max(device_id, ts_utc) AS device_id,
@@ -66,16 +66,16 @@ def test_history_writes_keep_it_too(store: Store) -> None:
     pd.testing.assert_frame_equal(health, full_scan(store), check_dtype=False)
 
 
-def test_a_store_made_before_the_table_is_read_the_slow_way_then_filled(store: Store) -> None:
+def test_a_store_made_before_the_table_is_migrated_and_filled(store: Store) -> None:
     store.write_batch([reading("main", 1, 1, 90.0), reading("side", 1, 5, 50.0)], T0)
-    with duckdb.connect(str(store.path)) as con:
+    expected = full_scan(store)
+    with duckdb.connect(str(store.path)) as con:  # as a store made before the table was
         con.execute("DROP TABLE gate_last_reading")
-    assert not store.has_table("gate_last_reading")
-    slow = health_columns(store)
-    pd.testing.assert_frame_equal(slow, full_scan(store), check_dtype=False)
-    store.initialise()  # the collector's start-up fills it once
-    assert store.has_table("gate_last_reading")
-    pd.testing.assert_frame_equal(health_columns(store), slow)
+        con.execute("DELETE FROM schema_info WHERE version > 1")
+    with pytest.raises(StoreError, match="start the collector"):
+        store.gate_health()  # a reader refuses it instead of failing on a missing table
+    assert store.initialise() == list(range(2, SCHEMA_VERSION + 1))  # the collector's start-up
+    pd.testing.assert_frame_equal(health_columns(store), expected, check_dtype=False)
 
 
 def test_a_session_reads_on_one_connection_and_lets_go_after(
@@ -85,7 +85,7 @@ def test_a_session_reads_on_one_connection_and_lets_go_after(
     opened = []
     real = Store._connect
 
-    def counting(self, read_only):  # noqa: ANN001, ANN202
+    def counting(self, read_only):
         opened.append(read_only)
         return real(self, read_only)
 

@@ -24,24 +24,26 @@ settings and their evaluation: docs/early-warning.md).
 from __future__ import annotations
 
 import logging
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 import yaml
 
 from visitorflow.catalogue import LANGUAGES, Catalogue
+from visitorflow.clock import local_day_start_utc, to_local
 from visitorflow.limits import effective_limits, site_limits
-from visitorflow.live import local_day_start_utc
-from visitorflow.load import LEVEL_LABELS, LoadLevel
+from visitorflow.load import LEVEL_LABELS, SEVERITY, LoadLevel, running_occupancy
 from visitorflow.nowcast import apply_nowcast, nowcast_ratios
 from visitorflow.settings import AlertSettings, LoadThresholds, Settings
 from visitorflow.store import Store, StoreError
 
 log = logging.getLogger(__name__)
 
-# Alert levels in rising order; index 0 is "no alert".
-LEVELS = ("normal", "busy", "crowded", "overload")
+# Alert levels in rising order (visitorflow.load.SEVERITY); index 0 is "no alert".
+LEVELS: tuple[str, ...] = tuple(level.value for level in SEVERITY)
 ACTION_KEYS = ("busy", "crowded", "overload", "forecast_overload")
 
 MESSAGES = {
@@ -119,22 +121,24 @@ def site_thresholds(
 def occupancy_by_minute(
     counts: pd.DataFrame, day_start_utc: datetime, now_utc: datetime
 ) -> pd.DataFrame:
-    """People on site per site and minute since local midnight (in − out so far, never below
-    0), every minute up to now, from minute_counts rows (site_id, minute_utc, count_in,
-    count_out, any gate). Sites with nothing counted today are absent (no data)."""
+    """People on site per site and minute since local midnight (visitorflow.load's
+    `running_occupancy`), every minute up to now, from minute_counts rows (site_id,
+    minute_utc, count_in, count_out, any gate). Sites with nothing counted today are absent
+    (no data)."""
     if counts.empty:
         return pd.DataFrame(columns=["site_id", "minute_utc", "occupancy"])
     last = pd.Timestamp(now_utc).floor("min")
     minutes = pd.date_range(pd.Timestamp(day_start_utc), last, freq="min")
-    per_minute = (counts.assign(net=counts["count_in"] - counts["count_out"])
-                  .groupby(["site_id", "minute_utc"])["net"].sum())
+    per_minute = counts.groupby(["site_id", "minute_utc"])[["count_in", "count_out"]].sum()
     frames = []
-    for site_id, net in per_minute.groupby(level="site_id"):
-        series = net.droplevel("site_id")
-        series.index = pd.DatetimeIndex(series.index)
-        series = series.reindex(minutes, fill_value=0).cumsum().clip(lower=0)
+    for site_id, flows in per_minute.groupby(level="site_id"):
+        flows = flows.droplevel("site_id")
+        flows.index = pd.DatetimeIndex(flows.index)
+        flows = flows.reindex(minutes, fill_value=0)
+        # People are counted whole: the running sum stays a whole number.
+        occupancy = running_occupancy(flows["count_in"], flows["count_out"]).astype(int)
         frames.append(pd.DataFrame({"site_id": site_id, "minute_utc": minutes,
-                                    "occupancy": series.to_numpy()}))
+                                    "occupancy": occupancy.to_numpy()}))
     return pd.concat(frames, ignore_index=True)
 
 
@@ -269,7 +273,10 @@ def plan_changes(
     open_keys = (set() if open_alerts is None or open_alerts.empty
                  else set(map(tuple, open_alerts[key].to_numpy())))
     wanted_keys = set(map(tuple, desired[key].to_numpy())) if len(desired) else set()
-    raise_rows = desired[[tuple(k) not in open_keys for k in desired[key].to_numpy()]]
+    # A boolean array, not a list: an empty list would select no columns, and the store
+    # wants every alert column even when nothing is raised.
+    new = np.array([tuple(k) not in open_keys for k in desired[key].to_numpy()], dtype=bool)
+    raise_rows = desired[new]
     raise_rows = raise_rows.assign(alert_id=[
         alert_id(r.kind, r.site_id, r.level, r.raised_at_utc) for r in raise_rows.itertuples()
     ])
@@ -294,7 +301,7 @@ def evaluate_alerts(
     # Capacities and thresholds in force (admins' overrides included), read once.
     catalogue, thresholds = effective_limits(store, catalogue, settings)
     actions = with_action_edits(actions, store.action_texts())
-    day_start = local_day_start_utc(now_utc, settings)
+    day_start = local_day_start_utc(now_utc, settings.tz)
     occupancy = occupancy_by_minute(store.minute_counts(day_start, now_utc), day_start, now_utc)
     live = current_live_alerts(site_levels(occupancy, thresholds, cfg), thresholds)
     open_alerts = store.open_alerts()
@@ -320,9 +327,10 @@ def evaluate_alerts(
     return raised, cleared
 
 
-def _stored_message(row, catalogue: Catalogue, settings: Settings, lang: str) -> str:  # noqa: ANN001
+def _stored_message(row: Any, catalogue: Catalogue, settings: Settings, lang: str) -> str:
+    """The message of one alert to raise (`row`: an itertuples() row of `plan_changes`)."""
     at = row.from_utc if row.kind == "forecast" else row.raised_at_utc
-    local = pd.Timestamp(at).to_pydatetime().replace(tzinfo=UTC).astimezone(settings.tz)
+    local = to_local(pd.Timestamp(at), settings.tz)
     return alert_message(catalogue.site(row.site_id).name.get(lang), row.kind, row.level, lang,
                          local.strftime("%H:%M"), row.occupancy, row.capacity, row.p_overload)
 

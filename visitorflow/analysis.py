@@ -1,39 +1,83 @@
-"""What the analysts' notebooks compute (issue 7): flows, festival effects, maps, forecast
-quality and festival after-action reviews.
+"""What the analysts' notebooks compute: flows, festival effects, maps, forecast quality and
+festival after-action reviews.
 
-The notebooks in `notebooks/` only call these functions and draw; anything the product
-might need again lives here, tested, instead of in a cell. All reads go through
-`visitorflow.store.Store`, which opens the DuckDB file read-only per query and closes it at
-once: a notebook left open for hours never holds the file, so it never stalls the collector
-(a held connection would, see the README). Times come out of the store as naive UTC
-(`*_utc`) and are shown here as naive Asia/Ho_Chi_Minh (`*_local`).
+The notebooks in `notebooks/` only call `visitorflow.analysis` and draw; anything the product
+might need again lives here, tested, instead of in a cell. This module holds the notebook's
+way into the store (`open_workspace`) and the queries over a range of days; the derived
+tables and map frames are in `visitorflow.analysis_tables` and re-exported here, so a
+notebook imports one module. All reads go through `visitorflow.store.Store`, which opens the
+DuckDB file read-only per query and closes it at once: a notebook left open for hours never
+holds the file, so it never stalls the collector (a held connection does:
+tests/test_notebooks.py, `test_a_held_connection_does_stall_the_collector`). Times come out
+of the store as naive UTC (`*_utc`) and are shown here as naive local time in the settings'
+zone (`*_local`, visitorflow.clock).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
+from zoneinfo import ZoneInfo
 
 import geopandas as gpd
 import numpy as np
 import pandas as pd
-from shapely.geometry import Point
 
-from visitorflow.catalogue import Catalogue, load_catalogue
-from visitorflow.festivals import festival_days, national_holidays
-from visitorflow.limits import effective_limits
-from visitorflow.load import LEVEL_COLOURS, LoadLevel, load_level
-from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
+from visitorflow.analysis_tables import (
+    BOUNDARY_ATTRIBUTION,
+    DISTRICTS_PATH,
+    HOURS_LEVELS,
+    TRAVEL_MATRIX_PATH,
+    WEEKDAY_NAMES,
+    acknowledgement_times,
+    boundary_frame,
+    calendar_days,
+    daily_flows,
+    districts_frame,
+    error_summary,
+    festival_effects,
+    festival_occurrences,
+    flow_lags,
+    hour_of_day_profile,
+    hours_per_level,
+    load_episodes,
+    month_profile,
+    residuals_by_hour,
+    sites_frame,
+    travel_minutes,
+    visitors_by_district,
+    weekday_profile,
+    worst_sites_explained,
+)
+from visitorflow.catalogue import Catalogue, Site, load_catalogue
+from visitorflow.clock import local_day_range_utc, to_local
+from visitorflow.limits import effective_limits, thresholds_of
+from visitorflow.load import level_colour_hex, load_level, running_occupancy
+from visitorflow.settings import Settings, get_settings
 from visitorflow.store import Store
 
-# Reference inputs (immutable copies, see data/README.md); only analysis reads them.
-DISTRICTS_PATH = PROJECT_ROOT / "data" / "raw" / "lang_son_districts_pre2025_dvhcvn.geojson"
-TRAVEL_MATRIX_PATH = PROJECT_ROOT / "data" / "raw" / "travel_matrix.csv"
-BOUNDARY_ATTRIBUTION = "Ranh giới: gis.chinhphu.vn"
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+
+# What notebooks and tests reach as `va.<name>`: this module's own functions and, re-exported,
+# the derived tables of visitorflow.analysis_tables and the map colour of a load level.
+__all__ = [
+    "BOUNDARY_ATTRIBUTION", "DISTRICTS_PATH", "HOURS_LEVELS", "HOURS_PER_WEEK",
+    "TRAVEL_MATRIX_PATH", "WEEKDAY_NAMES", "Workspace", "acknowledgement_times", "alert_log",
+    "analyst_store", "backtest_table", "boundary_frame", "calendar_days", "counter_health",
+    "daily_flows", "districts_frame", "error_summary", "festival_actual_vs_forecast",
+    "festival_alerts", "festival_effects", "festival_occurrences", "festival_sites",
+    "flow_lags", "forecast_errors", "hour_of_day_profile", "hourly_flows", "hours_per_level",
+    "interval_flows", "latest_covered_occurrence", "level_colour_hex", "load_episodes",
+    "month_profile", "occupancy_by_minute", "open_workspace", "plot_province",
+    "residuals_by_hour", "sites_frame", "store_span_local_days", "strip_outputs",
+    "travel_minutes", "visitors_by_district", "weekday_profile", "worst_sites_explained",
+]
+
 HOURS_PER_WEEK = 168
-WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 
 # -- the analysts' way into the store ---------------------------------------------------------
@@ -41,15 +85,19 @@ WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 @dataclass(frozen=True)
 class Workspace:
-    """Settings, catalogue and store of one notebook session. The store holds no connection:
-    every method opens read-only, queries and closes (retrying a held lock with backoff)."""
+    """Settings, catalogue and store of one notebook session, and each site's limits in
+    force when it was opened. The store holds no connection: every method opens read-only,
+    queries and closes (retrying a held lock with backoff)."""
 
     settings: Settings
-    catalogue: Catalogue
+    catalogue: Catalogue  # capacities in force (an admin's overrides included)
     store: Store
+    # Per site (index site_id): capacity and busy / crowded / overload shares in force, as
+    # visitorflow.limits.effective_limits gives them to the live map and the alerts.
+    limits: pd.DataFrame = field(compare=False, repr=False)
 
     @property
-    def tz(self):  # noqa: ANN201 - a ZoneInfo
+    def tz(self) -> ZoneInfo:
         return self.settings.tz
 
 
@@ -61,24 +109,13 @@ def analyst_store(settings: Settings | None = None) -> Store:
 
 def open_workspace(settings: Settings | None = None) -> Workspace:
     """What a notebook's first cell calls: the settings in force (file and VISITORFLOW_*
-    environment), the validated catalogue with the capacities in force (an admin's overrides
-    included, as the live map and the alerts use them), and the short-lived store."""
+    environment), the validated catalogue with the capacities in force and each site's load
+    thresholds in force (an admin's overrides included, as the live map and the alerts use
+    them), and the short-lived store. Reopen it to see overrides set since."""
     settings = settings or get_settings()
     store = analyst_store(settings)
-    catalogue = effective_limits(store, load_catalogue(settings.catalogue_path), settings)[0]
-    return Workspace(settings, catalogue, store)
-
-
-def to_local(utc: pd.Series, tz: str) -> pd.Series:
-    """Naive UTC timestamps to naive local time (the province's clock, no DST)."""
-    return pd.to_datetime(utc).dt.tz_localize("UTC").dt.tz_convert(tz).dt.tz_localize(None)
-
-
-def local_day_bounds_utc(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
-    """Local days first..last (inclusive) as a half-open naive-UTC range."""
-    start = pd.Timestamp(first).tz_localize(tz).tz_convert("UTC").tz_localize(None)
-    end = pd.Timestamp(last + timedelta(days=1)).tz_localize(tz).tz_convert("UTC")
-    return start.to_pydatetime(), end.tz_localize(None).to_pydatetime()
+    catalogue, limits = effective_limits(store, load_catalogue(settings.catalogue_path), settings)
+    return Workspace(settings, catalogue, store, limits)
 
 
 def store_span_local_days(ws: Workspace) -> tuple[date, date] | None:
@@ -86,7 +123,7 @@ def store_span_local_days(ws: Workspace) -> tuple[date, date] | None:
     first, last = ws.store.data_span()
     if first is None or last is None:
         return None
-    days = to_local(pd.Series([first, last]), ws.settings.timezone).dt.date
+    days = to_local(pd.Series([first, last]), ws.tz).dt.date
     return days.iloc[0], days.iloc[1]
 
 
@@ -110,121 +147,14 @@ def hourly_flows(
         start_utc = start_utc or first
         end_utc = end_utc or last + timedelta(minutes=1)
     frame = ws.store.site_hourly_counts(start_utc, end_utc, site_ids)
-    frame["hour_local"] = to_local(frame["hour_utc"], ws.settings.timezone)
+    frame["hour_local"] = to_local(frame["hour_utc"], ws.tz)
     frame["date_local"] = frame["hour_local"].dt.date
     frame["weekday"] = frame["hour_local"].dt.weekday
     frame["hour"] = frame["hour_local"].dt.hour
     return frame
 
 
-def daily_flows(hourly: pd.DataFrame) -> pd.DataFrame:
-    """Arrivals per site and local day: site_id, date_local, weekday, month, arrivals."""
-    daily = hourly.groupby(["site_id", "date_local"], as_index=False)["arrivals"].sum()
-    stamps = pd.to_datetime(daily["date_local"])
-    daily["weekday"] = stamps.dt.weekday
-    daily["month"] = stamps.dt.month
-    return daily
-
-
-def hour_of_day_profile(hourly: pd.DataFrame) -> pd.DataFrame:
-    """The daily pattern: share of a site's arrivals in each local hour (rows: sites,
-    columns: hours 0–23), so sites of very different size compare on one scale."""
-    table = hourly.pivot_table(index="site_id", columns="hour", values="arrivals",
-                               aggfunc="sum", fill_value=0)
-    table = table.reindex(columns=range(24), fill_value=0)
-    return table.div(table.sum(axis=1).replace(0, np.nan), axis=0)
-
-
-def weekday_profile(daily: pd.DataFrame) -> pd.DataFrame:
-    """The weekly pattern: mean arrivals per weekday over the site's overall daily mean
-    (1.0 = an average day); columns Mon..Sun."""
-    table = daily.pivot_table(index="site_id", columns="weekday", values="arrivals",
-                              aggfunc="mean").reindex(columns=range(7))
-    table = table.div(daily.groupby("site_id")["arrivals"].mean(), axis=0)
-    table.columns = list(WEEKDAY_NAMES)
-    return table
-
-
-def month_profile(daily: pd.DataFrame) -> pd.DataFrame:
-    """The yearly pattern: mean daily arrivals per calendar month (only months with data)."""
-    return daily.pivot_table(index="site_id", columns="month", values="arrivals",
-                             aggfunc="mean")
-
-
-# -- festivals and holidays (lunar rules, never typed dates) ------------------------------------
-
-
-def calendar_days(years: Iterable[int], catalogue: Catalogue) -> pd.DataFrame:
-    """Per site and date: the festivals (from their lunar rules in data/festivals.yaml) and
-    national holidays (holidays VN) that concern it. Columns: site_id, date, event_id, kind
-    (festival | holiday), is_peak."""
-    years = sorted(set(years))
-    site_ids = [s.id for s in catalogue.sites]
-    rows: list[dict] = []
-    fest = festival_days(years)
-    for rec in fest.itertuples(index=False):
-        for site_id in (rec.sites or site_ids):
-            rows.append({"site_id": site_id, "date": rec.date, "event_id": rec.festival_id,
-                         "kind": "festival", "is_peak": bool(rec.is_peak)})
-    for rec in national_holidays(years).itertuples(index=False):
-        for site_id in site_ids:
-            rows.append({"site_id": site_id, "date": rec.date, "event_id": rec.name,
-                         "kind": "holiday", "is_peak": False})
-    return pd.DataFrame(rows, columns=["site_id", "date", "event_id", "kind", "is_peak"])
-
-
-def festival_effects(
-    daily: pd.DataFrame, catalogue: Catalogue, baseline_days: int = 28
-) -> pd.DataFrame:
-    """How much each festival and holiday lifts each concerned site: mean arrivals on its
-    days against the median of the same weekdays within ±baseline_days that are no festival
-    or holiday for the site. Only occurrences with data on every day are scored.
-    Columns: event_id, kind, year, site_id, days, first_date, event_mean, baseline, uplift."""
-    if daily.empty:
-        return pd.DataFrame()
-    years = range(min(daily["date_local"]).year, max(daily["date_local"]).year + 1)
-    events = calendar_days(years, catalogue)
-    special = set(zip(events["site_id"], events["date"], strict=True))
-    by_site = {site: grp.set_index("date_local") for site, grp in daily.groupby("site_id")}
-    rows = []
-    for (event_id, kind, site_id), grp in events.groupby(["event_id", "kind", "site_id"]):
-        frame = by_site.get(site_id)
-        if frame is None:
-            continue
-        for year, occ in grp.groupby(pd.to_datetime(grp["date"]).dt.year):
-            dates = sorted(occ["date"])
-            if not all(d in frame.index for d in dates):
-                continue
-            baseline = [
-                frame.at[d, "arrivals"] for d in frame.index
-                if abs((d - dates[0]).days) <= baseline_days and (site_id, d) not in special
-                and d.weekday() in {x.weekday() for x in dates}
-            ]
-            if not baseline:
-                continue
-            event_mean = float(frame.loc[dates, "arrivals"].mean())
-            base = float(np.median(baseline))
-            rows.append({"event_id": event_id, "kind": kind, "year": int(year),
-                         "site_id": site_id, "days": len(dates), "first_date": dates[0],
-                         "event_mean": event_mean, "baseline": base,
-                         "uplift": event_mean / base if base > 0 else np.nan})
-    out = pd.DataFrame(rows)
-    return out.sort_values("uplift", ascending=False).reset_index(drop=True) if len(out) else out
-
-
-def festival_occurrences(festival_id: str, years: Iterable[int]) -> pd.DataFrame:
-    """The Gregorian dates of a festival in each year: year, first, last, peak_dates, sites."""
-    days = festival_days(list(years))
-    days = days[days["festival_id"] == festival_id]
-    if days.empty:
-        raise KeyError(f"unknown festival {festival_id!r} (see data/festivals.yaml)")
-    rows = []
-    for _, grp in days.groupby(pd.to_datetime(days["date"]).dt.year):
-        rows.append({"year": grp["date"].min().year, "first": grp["date"].min(),
-                     "last": grp["date"].max(),
-                     "peak_dates": tuple(grp.loc[grp["is_peak"], "date"]),
-                     "sites": grp["sites"].iloc[0]})
-    return pd.DataFrame(rows)
+# -- festivals in the data ----------------------------------------------------------------------
 
 
 def latest_covered_occurrence(ws: Workspace, festival_id: str) -> pd.Series:
@@ -260,77 +190,16 @@ def interval_flows(
         names=["site_id", "start_utc"])
     sites = sites.set_index(["site_id", "start_utc"]).reindex(grid, fill_value=0).reset_index()
     sites = sites.rename(columns={"count_in": "arrivals", "count_out": "departures"})
-    sites["start_local"] = to_local(sites["start_utc"], ws.settings.timezone)
+    sites["start_local"] = to_local(sites["start_utc"], ws.tz)
     return sites
-
-
-def travel_minutes(path: Path = TRAVEL_MATRIX_PATH) -> pd.DataFrame:
-    """Walking and driving minutes between sites (data/raw/travel_matrix.csv)."""
-    return pd.read_csv(path)[["from_id", "to_id", "walk_min", "drive_min", "basis"]]
-
-
-def flow_lags(flows: pd.DataFrame, site_ids: Sequence[str], max_lag: int = 8) -> pd.DataFrame:
-    """Where visitors go next, inferred from timing: for each ordered pair (A, B), the lag
-    (in intervals) at which A's departures best correlate with B's arrivals, and that
-    correlation. Counters do not follow people, so this is a hint, not a trip count: a high
-    correlation at a lag near the walking time says the crowd moves A → B.
-    Columns: from_id, to_id, best_lag, corr, corr_lag0."""
-    wide_out = flows.pivot(index="start_utc", columns="site_id", values="departures")
-    wide_in = flows.pivot(index="start_utc", columns="site_id", values="arrivals")
-    rows = []
-    for a in site_ids:
-        for b in site_ids:
-            if a == b:
-                continue
-            corrs = [wide_out[a].corr(wide_in[b].shift(-lag)) for lag in range(max_lag + 1)]
-            corrs = [c if np.isfinite(c) else -np.inf for c in corrs]
-            best = int(np.argmax(corrs))
-            rows.append({"from_id": a, "to_id": b, "best_lag": best,
-                         "corr": float(corrs[best]), "corr_lag0": float(corrs[0])})
-    return pd.DataFrame(rows).sort_values("corr", ascending=False).reset_index(drop=True)
 
 
 # -- maps ---------------------------------------------------------------------------------------
 
 
-def sites_frame(catalogue: Catalogue, language: str = "en") -> gpd.GeoDataFrame:
-    """The catalogue's sites as points (WGS84): site_id, name, kind, capacity."""
-    return gpd.GeoDataFrame(
-        {"site_id": [s.id for s in catalogue.sites],
-         "name": [s.name.get(language) for s in catalogue.sites],
-         "kind": [s.kind for s in catalogue.sites],
-         "capacity": [s.capacity for s in catalogue.sites]},
-        geometry=[Point(s.lon, s.lat) for s in catalogue.sites], crs="EPSG:4326")
-
-
-def boundary_frame(settings: Settings) -> gpd.GeoDataFrame:
-    """The province polygon (attribute BOUNDARY_ATTRIBUTION wherever it is shown)."""
-    return gpd.read_file(settings.boundary_path)
-
-
-def districts_frame(path: Path = DISTRICTS_PATH) -> gpd.GeoDataFrame:
-    """The 11 former districts (abolished 1 July 2025; still how visitors are reported)."""
-    return gpd.read_file(path)[["level2_id", "name", "geometry"]]
-
-
-def visitors_by_district(
-    daily: pd.DataFrame, catalogue: Catalogue, districts: gpd.GeoDataFrame
-) -> gpd.GeoDataFrame:
-    """Districts with the arrivals of the sites inside them (sites by point-in-polygon;
-    a district without a counted site has 0) and the sites it holds."""
-    sites = sites_frame(catalogue).to_crs(districts.crs)
-    joined = gpd.sjoin(sites, districts, how="left", predicate="within")
-    totals = daily.groupby("site_id")["arrivals"].sum()
-    joined["arrivals"] = joined["site_id"].map(totals).fillna(0)
-    per = joined.groupby("level2_id").agg(arrivals=("arrivals", "sum"),
-                                         sites=("site_id", lambda s: ", ".join(sorted(s))))
-    out = districts.merge(per, left_on="level2_id", right_index=True, how="left")
-    out["arrivals"] = out["arrivals"].fillna(0)
-    out["sites"] = out["sites"].fillna("")
-    return out
-
-
-def plot_province(ws: Workspace, by_district: gpd.GeoDataFrame, ax=None):  # noqa: ANN001, ANN201
+def plot_province(
+    ws: Workspace, by_district: gpd.GeoDataFrame, ax: Axes | None = None
+) -> Axes:
     """Choropleth of arrivals by former district, the province outline and the sites."""
     import matplotlib.pyplot as plt
 
@@ -399,7 +268,7 @@ def forecast_errors(ws: Workspace, site_ids: Sequence[str] | None = None) -> pd.
     out["naive"] = out["naive"].fillna(0.0)  # an uncounted hour a week ago: closed, 0
     out["error"] = out["forecast"] - out["actual"]
     out["naive_error"] = out["naive"] - out["actual"]
-    out["hour_local"] = to_local(out["hour_utc"], ws.settings.timezone)
+    out["hour_local"] = to_local(out["hour_utc"], ws.tz)
     out["hour"] = out["hour_local"].dt.hour
     years = range(out["hour_local"].dt.year.min(), out["hour_local"].dt.year.max() + 1) \
         if len(out) else range(0)
@@ -408,51 +277,6 @@ def forecast_errors(ws: Workspace, site_ids: Sequence[str] | None = None) -> pd.
     out["is_event"] = [(s, d) in special
                        for s, d in zip(out["site_id"], out["hour_local"].dt.date, strict=True)]
     return out[columns]
-
-
-def error_summary(errors: pd.DataFrame) -> pd.DataFrame:
-    """Per site: hours, mean actual, MAE, naive MAE, ratio (< 1 beats naive), bias (mean
-    error; > 0 over-forecast), MAE and naive MAE on festival/holiday hours; worst first."""
-    if errors.empty:
-        return pd.DataFrame()
-    abs_err = errors.assign(ae=errors["error"].abs(), nae=errors["naive_error"].abs())
-    summary = abs_err.groupby("site_id").agg(
-        hours=("ae", "size"), mean_actual=("actual", "mean"), mae=("ae", "mean"),
-        mae_naive=("nae", "mean"), bias=("error", "mean"))
-    event = abs_err[abs_err["is_event"]].groupby("site_id").agg(
-        mae_event=("ae", "mean"), mae_naive_event=("nae", "mean"), event_hours=("ae", "size"))
-    summary = summary.join(event)
-    summary["event_hours"] = summary["event_hours"].fillna(0).astype(int)
-    summary["mae_ratio"] = summary["mae"] / summary["mae_naive"].replace(0, np.nan)
-    summary["relative_mae"] = summary["mae"] / summary["mean_actual"].replace(0, np.nan)
-    return summary.sort_values("mae_ratio", ascending=False).reset_index()
-
-
-def residuals_by_hour(errors: pd.DataFrame) -> pd.DataFrame:
-    """Mean error (forecast − actual) per site and local hour: a systematic shape (e.g.
-    the morning peak always under-forecast) shows as a run of one sign."""
-    return errors.pivot_table(index="site_id", columns="hour", values="error", aggfunc="mean")
-
-
-def worst_sites_explained(
-    summary: pd.DataFrame, catalogue: Catalogue, errors: pd.DataFrame
-) -> pd.DataFrame:
-    """The error summary with what usually explains a bad forecast: the site's kind and
-    capacity basis, how spiky its hours are (coefficient of variation of actual arrivals),
-    the share of its error on festival/holiday hours, and its bias."""
-    if summary.empty:
-        return summary
-    spread = errors.groupby("site_id")["actual"].agg(lambda a: a.std() / a.mean()
-                                                     if a.mean() else np.nan)
-    event_share = errors.assign(ae=errors["error"].abs()).groupby("site_id").apply(
-        lambda g: g.loc[g["is_event"], "ae"].sum() / g["ae"].sum() if g["ae"].sum() else 0.0,
-        include_groups=False)
-    out = summary.copy()
-    out["kind"] = out["site_id"].map(lambda s: catalogue.site(s).kind)
-    out["capacity_basis"] = out["site_id"].map(lambda s: catalogue.site(s).capacity_basis)
-    out["actual_cv"] = out["site_id"].map(spread)
-    out["event_error_share"] = out["site_id"].map(event_share)
-    return out
 
 
 # -- festival after-action review ---------------------------------------------------------------
@@ -464,7 +288,7 @@ def festival_actual_vs_forecast(
     """Per site and festival day: counted arrivals against the forecast planners had (the
     daily forecast of the newest run whose history ended before the festival began).
     Columns: site_id, date_local, actual, forecast, lower, upper, run_id, error_pct."""
-    start_utc, end_utc = local_day_bounds_utc(first, last, ws.settings.timezone)
+    start_utc, end_utc = local_day_range_utc(first, last, ws.tz)
     hourly = hourly_flows(ws, start_utc, end_utc, site_ids)
     actual = daily_flows(hourly)[["site_id", "date_local", "arrivals"]].rename(
         columns={"arrivals": "actual"})
@@ -489,23 +313,30 @@ def occupancy_by_minute(
     ws: Workspace, site_ids: Sequence[str], first: date, last: date
 ) -> pd.DataFrame:
     """People on each site at every local minute of days first..last, as the live page
-    computes it: in − out since local midnight, never below 0. Columns: site_id,
-    minute_local, occupancy, is_open, level."""
-    start_utc, end_utc = local_day_bounds_utc(first, last, ws.settings.timezone)
-    counts = ws.store.minute_counts_for_sites(start_utc, end_utc, site_ids)
-    counts["minute_local"] = to_local(counts["minute_utc"], ws.settings.timezone)
+    computes it (visitorflow.load's running occupancy, from each local midnight), and the
+    load level from the site's capacity and thresholds in force (`ws.limits`: an admin's
+    overrides included, as on the live map). Columns: site_id, minute_local, occupancy,
+    is_open, level."""
+    start_utc, end_utc = local_day_range_utc(first, last, ws.tz)
+    counts = ws.store.minute_counts(start_utc, end_utc, site_ids)
+    counts["minute_local"] = to_local(counts["minute_utc"], ws.tz)
     grid = pd.date_range(pd.Timestamp(first), pd.Timestamp(last + timedelta(days=1)),
                          freq="min", inclusive="left")
     parts = []
     for site_id in site_ids:
         site = ws.catalogue.site(site_id)
-        mine = counts[counts["site_id"] == site_id]
-        net = (mine.groupby("minute_local")["count_in"].sum()
-               - mine.groupby("minute_local")["count_out"].sum()).reindex(grid, fill_value=0)
-        running = net.groupby(net.index.date).cumsum().clip(lower=0)
+        thresholds = thresholds_of(ws.limits, site_id)
+        flows = (counts[counts["site_id"] == site_id]
+                 .groupby("minute_local")[["count_in", "count_out"]].sum()
+                 .reindex(grid, fill_value=0))
+        # Every local day starts from nobody on site; people are counted whole.
+        running = pd.concat([
+            running_occupancy(day["count_in"], day["count_out"])
+            for _, day in flows.groupby(flows.index.date)
+        ]).astype(int)
         is_open = _open_minutes(site, grid)
         levels = [
-            load_level(occ, site.capacity, ws.settings.load, is_open=op).value
+            load_level(occ, site.capacity, thresholds, is_open=op).value
             for occ, op in zip(running.to_numpy(), is_open, strict=True)
         ]
         parts.append(pd.DataFrame({"site_id": site_id, "minute_local": grid,
@@ -514,7 +345,7 @@ def occupancy_by_minute(
     return pd.concat(parts, ignore_index=True)
 
 
-def _open_minutes(site, grid: pd.DatetimeIndex) -> np.ndarray:  # noqa: ANN001 - a Site
+def _open_minutes(site: Site, grid: pd.DatetimeIndex) -> np.ndarray:
     """Whether the site is open at each minute, from its opening hours (one check per day
     and interval, not per minute)."""
     out = np.zeros(len(grid), dtype=bool)
@@ -524,44 +355,10 @@ def _open_minutes(site, grid: pd.DatetimeIndex) -> np.ndarray:  # noqa: ANN001 -
     return out
 
 
-LEVEL_ORDER = [LoadLevel.CLOSED.value, LoadLevel.NORMAL.value, LoadLevel.BUSY.value,
-               LoadLevel.CROWDED.value, LoadLevel.OVERLOAD.value]
-
-
-def hours_per_level(occupancy: pd.DataFrame) -> pd.DataFrame:
-    """Hours each site spent in each load level (rows: sites, columns: levels)."""
-    table = occupancy.pivot_table(index="site_id", columns="level", values="occupancy",
-                                  aggfunc="size", fill_value=0) / 60
-    return table.reindex(columns=LEVEL_ORDER, fill_value=0.0)
-
-
-def load_episodes(occupancy: pd.DataFrame, levels: Sequence[str] = ("crowded", "overload")
-                  ) -> pd.DataFrame:
-    """Continuous spells at or above `crowded`: what the load thresholds would have alerted
-    on. Columns: site_id, start_local, end_local, minutes, worst_level, peak_occupancy."""
-    rows = []
-    rank = {lvl: i for i, lvl in enumerate(LEVEL_ORDER)}
-    for site_id, grp in occupancy.groupby("site_id"):
-        hot = grp["level"].isin(levels).to_numpy()
-        edges = np.flatnonzero(np.diff(np.r_[0, hot.astype(int), 0]))
-        for start, stop in zip(edges[::2], edges[1::2], strict=True):
-            spell = grp.iloc[start:stop]
-            rows.append({"site_id": site_id,
-                         "start_local": spell["minute_local"].iloc[0],
-                         "end_local": spell["minute_local"].iloc[-1] + timedelta(minutes=1),
-                         "minutes": int(stop - start),
-                         "worst_level": max(spell["level"], key=rank.__getitem__),
-                         "peak_occupancy": int(spell["occupancy"].max())})
-    return pd.DataFrame(rows, columns=["site_id", "start_local", "end_local", "minutes",
-                                       "worst_level", "peak_occupancy"])
-
-
 def alert_log(ws: Workspace) -> pd.DataFrame | None:
-    """Alerts raised and their acknowledgement, if the store has an `alerts` table yet;
-    None when it does not (no alerting component has written one), so a review can say so
-    instead of reporting zero alerts."""
-    if not ws.store.has_table("alerts"):
-        return None
+    """Alerts raised, if alerts were ever evaluated on the store; None when they were not
+    (no alerting component has run on it), so a review can say so instead of reporting zero
+    alerts."""
     return ws.store.alerts()
 
 
@@ -572,7 +369,7 @@ def festival_alerts(
     was acknowledged: acks (how many), first_acked_by, first_acked_local and minutes_to_ack
     (raised → first acknowledgement; NaN while nobody did), raised/cleared in local time.
     None when the store has no alerts table (no alert evaluation ever ran on it)."""
-    start_utc, end_utc = local_day_bounds_utc(first, last, ws.settings.timezone)
+    start_utc, end_utc = local_day_range_utc(first, last, ws.tz)
     audit = ws.store.alert_audit(since_utc=start_utc)
     if audit is None:
         return None
@@ -586,25 +383,12 @@ def festival_alerts(
               .join(first_ack, on="alert_id"))
     alerts["minutes_to_ack"] = (
         (alerts["first_acked_at_utc"] - alerts["raised_at_utc"]).dt.total_seconds() / 60)
-    tz = ws.settings.timezone
     for col in ("raised_at_utc", "cleared_at_utc", "first_acked_at_utc"):
-        alerts[col.replace("_at_utc", "_local")] = to_local(alerts[col], tz)
+        alerts[col.replace("_at_utc", "_local")] = to_local(alerts[col], ws.tz)
     return alerts[["alert_id", "site_id", "kind", "level", "raised_local", "cleared_local",
                    "occupancy", "capacity", "p_overload", "acks", "first_acked_by",
                    "first_acked_local", "minutes_to_ack", "message"]].sort_values(
         ["raised_local", "site_id"]).reset_index(drop=True)
-
-
-def acknowledgement_times(alerts: pd.DataFrame) -> pd.DataFrame:
-    """Per site, kind and level: alerts raised, acknowledged, left unacknowledged, and the
-    median and slowest minutes from raising to the first acknowledgement."""
-    grouped = alerts.groupby(["site_id", "kind", "level"])
-    out = grouped.agg(raised=("alert_id", "count"),
-                      acknowledged=("minutes_to_ack", "count"),
-                      median_minutes_to_ack=("minutes_to_ack", "median"),
-                      max_minutes_to_ack=("minutes_to_ack", "max"))
-    out.insert(2, "unacknowledged", out["raised"] - out["acknowledged"])
-    return out.reset_index()
 
 
 def counter_health(
@@ -613,7 +397,7 @@ def counter_health(
     """Per catalogue gate of the sites over local days first..last: readings, share of the
     period covered by them, lowest battery, worst delivery delay, open seq gaps and
     recovered readings, counter resets/wraps, from the collector's quality tables."""
-    start_utc, end_utc = local_day_bounds_utc(first, last, ws.settings.timezone)
+    start_utc, end_utc = local_day_range_utc(first, last, ws.tz)
     period_s = (end_utc - start_utc).total_seconds()
     cover = ws.store.gate_coverage(start_utc, end_utc, site_ids).set_index(
         ["site_id", "gate_id"])
@@ -636,12 +420,6 @@ def counter_health(
         out[col] = out[col].fillna(0).astype(int)
     return out[["site_id", "gate_id", "readings", "coverage", "min_battery_pct",
                 "max_delay_s", "open_gap_readings", "recovered_readings", "counter_events"]]
-
-
-def level_colour_hex(level: str) -> str:
-    """The live map's colour of a load level, for charts that should match it."""
-    r, g, b = LEVEL_COLOURS[LoadLevel(level)]
-    return f"#{r:02x}{g:02x}{b:02x}"
 
 
 # -- committing notebooks -----------------------------------------------------------------------

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from visitorflow.catalogue import Catalogue
+from visitorflow.clock import utc_naive
 
 # Larger per-interval counts than this are a broken counter, not a crowd.
 MAX_COUNT_PER_INTERVAL = 100_000
@@ -108,7 +109,7 @@ def _timestamp(obj: dict) -> datetime:
         raise PayloadError(f"field 'ts' = {value[:40]!r} is not RFC 3339") from None
     if parsed.tzinfo is None:
         raise PayloadError("field 'ts' must carry a UTC offset (e.g. +07:00 or Z)")
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    return utc_naive(parsed)
 
 
 def load_json(payload: bytes, max_bytes: int) -> object:

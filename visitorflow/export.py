@@ -1,4 +1,4 @@
-"""Open-data export (issue 7): readings, minute counts and forecasts as Parquet and CSV, and
+"""Open-data export: readings, minute counts and forecasts as Parquet and CSV, and
 NGSI-LD entities for national smart-city platforms.
 
     python -m visitorflow.export --start 2026-03-10 --end 2026-03-15 --out export/
@@ -41,7 +41,7 @@ import shutil
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -49,6 +49,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from visitorflow.catalogue import Catalogue, load_catalogue
+from visitorflow.clock import local_day_range_utc, to_local, utc_now
 from visitorflow.settings import Settings, SettingsError, get_settings
 from visitorflow.store import Store, StoreError
 
@@ -97,20 +98,13 @@ class ExportResult:
 # -- time helpers -------------------------------------------------------------------------------
 
 
-def utc_range(first: date, last: date, tz: str) -> tuple[datetime, datetime]:
-    """Local days first..last as a half-open naive-UTC range."""
-    start = pd.Timestamp(first).tz_localize(tz).tz_convert("UTC").tz_localize(None)
-    end = pd.Timestamp(last + timedelta(days=1)).tz_localize(tz).tz_convert("UTC")
-    return start.to_pydatetime(), end.tz_localize(None).to_pydatetime()
-
-
 def iso_utc(ts: datetime | pd.Timestamp) -> str:
     """A naive-UTC time as RFC 3339 with `Z` (what NGSI-LD DateTime values expect)."""
     return pd.Timestamp(ts).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _local_date(utc: pd.Series, tz: str) -> pd.Series:
-    return pd.to_datetime(utc).dt.tz_localize("UTC").dt.tz_convert(tz).dt.strftime("%Y-%m-%d")
+    return to_local(utc, tz).dt.strftime("%Y-%m-%d")
 
 
 # -- tables: Parquet and CSV --------------------------------------------------------------------
@@ -128,7 +122,7 @@ def table_frames(
 ) -> dict[str, pd.DataFrame]:
     """The rows of local days first..last per table, each with a `date` column (the local
     day) to partition on."""
-    start_utc, end_utc = utc_range(first, last, tz)
+    start_utc, end_utc = local_day_range_utc(first, last, tz)
     sites = list(request.site_ids)
     frames: dict[str, pd.DataFrame] = {}
     if "readings" in request.what:
@@ -136,7 +130,7 @@ def table_frames(
         began = pd.to_datetime(frame["ts_utc"]) - pd.to_timedelta(frame["interval_s"], unit="s")
         frames["readings"] = frame.assign(date=_local_date(began, tz))
     if "minute_counts" in request.what:
-        frame = store.minute_counts_for_sites(start_utc, end_utc, sites)
+        frame = store.minute_counts(start_utc, end_utc, sites)
         frames["minute_counts"] = frame.assign(date=_local_date(frame["minute_utc"], tz))
     if "forecasts" in request.what:
         hourly = store.forecast_hourly_range(start_utc, end_utc, sites)
@@ -236,7 +230,7 @@ def presence_entities(hourly: pd.DataFrame, catalogue: Catalogue, tz: str) -> It
     for rec in hourly.itertuples(index=False):
         site = catalogue.site(rec.site_id)
         hour = pd.Timestamp(rec.hour_utc)
-        local_hour = hour.tz_localize("UTC").tz_convert(tz).hour
+        local_hour = to_local(hour, tz).hour
         yield {
             "id": f"urn:ngsi-ld:TourismPresenceObserved:{site.id}:{hour:%Y%m%dT%H}Z",
             "type": "TourismPresenceObserved",
@@ -335,12 +329,13 @@ def run_export(request: ExportRequest, settings: Settings, catalogue: Catalogue)
 
         def flows() -> Iterator[dict]:
             for day in local_days(request.first, request.last):
-                counts = store.gate_interval_counts(*utc_range(day, day, tz), interval_s, sites)
+                counts = store.gate_interval_counts(*local_day_range_utc(day, day, tz),
+                                                  interval_s, sites)
                 yield from crowd_flow_entities(counts, catalogue, interval_s)
 
         def presence() -> Iterator[dict]:
             for day in local_days(request.first, request.last):
-                hourly = store.site_hourly_counts(*utc_range(day, day, tz), sites)
+                hourly = store.site_hourly_counts(*local_day_range_utc(day, day, tz), sites)
                 # An hour holding only the `_closing` re-zeroing was not counted.
                 yield from presence_entities(hourly[hourly["minutes"] > 0], catalogue, tz)
 
@@ -350,7 +345,7 @@ def run_export(request: ExportRequest, settings: Settings, catalogue: Catalogue)
             presence(), out / "ngsi-ld" / "TourismPresenceObserved.jsonld",
             request.key_values))
     manifest = {
-        "generated_at_utc": iso_utc(datetime.now(UTC).replace(tzinfo=None)),
+        "generated_at_utc": iso_utc(utc_now()),
         "first_local_day": request.first.isoformat(),
         "last_local_day": request.last.isoformat(),
         "timezone_of_days": tz,

@@ -1,4 +1,4 @@
-"""FIWARE `CrowdFlowObserved` entities (Smart Data Models, Transportation) (issue 3).
+"""FIWARE `CrowdFlowObserved` entities (Smart Data Models, Transportation).
 
 Why this third format: Vietnamese smart-city platforms built on FIWARE publish people flows
 as this model, and a Context Broker can push them to MQTT itself (Orion's subscriptions
@@ -22,6 +22,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 from visitorflow.catalogue import Catalogue
+from visitorflow.clock import utc_naive
 from visitorflow.contract import (
     MAX_COUNT_PER_INTERVAL,
     MAX_INTERVAL_S,
@@ -58,7 +59,7 @@ def _time(entity: dict, key: str) -> datetime:
         raise PayloadError(f"{key} = {value[:40]!r} is not ISO 8601") from None
     if parsed.tzinfo is None:
         raise PayloadError(f"{key} must carry a UTC offset")
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    return utc_naive(parsed)
 
 
 def _entities(obj: object) -> list[dict]:

@@ -1,4 +1,4 @@
-"""LoRaWAN people counters through The Things Stack v3 MQTT integration (issue 3).
+"""LoRaWAN people counters through The Things Stack v3 MQTT integration.
 
 Topic `v3/{application_id}@{tenant_id}/devices/{device_id}/up` (no `@tenant` on the
 open-source build). The Things Stack's MQTT server is its own broker: a Mosquitto bridge
@@ -22,9 +22,10 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 
 from visitorflow.catalogue import Catalogue
+from visitorflow.clock import utc_naive
 from visitorflow.contract import (
     MAX_COUNT_PER_INTERVAL,
     MAX_TOTAL,
@@ -90,7 +91,7 @@ def _time(value: object, where: str) -> datetime:
         parsed = datetime.fromisoformat(text)
     except ValueError:
         raise PayloadError(f"{where} = {value[:40]!r} is not RFC 3339") from None
-    return parsed.astimezone(UTC).replace(tzinfo=None)
+    return utc_naive(parsed)
 
 
 def dev_eui_index(catalogue: Catalogue) -> dict[str, tuple[str, str]]:

@@ -1,8 +1,10 @@
-"""Gaps, counter resets and wraparounds in one device's stream of readings (issue 3).
+"""Gaps, counter resets and wraparounds in one device's stream of readings, and how the
+stored gaps change when readings arrive.
 
 Pure functions over readings already ordered by time; the store runs them inside the write
 transaction (`Store.write_batch(..., heal=True)`) and keeps their results in `reading_gaps`
-and `counter_events`. Kept free of SQL and I/O so every rule is unit-testable.
+and `counter_events`, and applies `reconcile_gaps`'s corrections to `minute_counts`. Kept
+free of SQL and I/O so every rule is unit-testable.
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ class StoredReading:
     out_total: int | None
 
 
+GapKey = tuple[str, int, datetime, int, datetime]  # device, after seq/ts, before seq/ts
+
+
 @dataclass(frozen=True, slots=True)
 class Gap:
     device_id: str
@@ -48,9 +53,15 @@ class Gap:
     recovered_out: int
 
     @property
-    def key(self) -> tuple[str, int, datetime, int, datetime]:
+    def key(self) -> GapKey:
         return (self.device_id, self.after_seq, self.after_ts_utc, self.before_seq,
                 self.before_ts_utc)
+
+    @property
+    def minute_utc(self) -> datetime:
+        """The minute its recovered people are counted in: when the first missing interval
+        began, i.e. the minute of the reading before the gap."""
+        return self.after_ts_utc.replace(second=0, microsecond=0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,3 +141,63 @@ def analyse_pairs(
         gaps.append(Gap(b.device_id, b.site_id, b.gate_id, a.seq, a.ts_utc, b.seq, b.ts_utc,
                         missing, status, reason, int(rec_in), int(rec_out)))
     return gaps, events
+
+
+@dataclass(frozen=True, slots=True)
+class StoredGap:
+    """A gap already in `reading_gaps` that is not `filled`."""
+
+    key: GapKey
+    site_id: str
+    gate_id: str
+    status: str  # recovered | open
+    minute_utc: datetime
+    recovered_in: int
+    recovered_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCorrection:
+    """People to add to (or, negative, take from) one gate's minute in `minute_counts`."""
+
+    site_id: str
+    gate_id: str
+    minute_utc: datetime
+    count_in: int
+    count_out: int
+
+
+@dataclass(frozen=True, slots=True)
+class GapChanges:
+    filled: list[GapKey]  # stored gaps the new readings closed
+    new: list[Gap]  # gaps found that are not stored yet
+    corrections: list[MinuteCorrection]
+
+
+def reconcile_gaps(found: Iterable[Gap], stored: Iterable[StoredGap]) -> GapChanges:
+    """What changes when the gaps found over a window replace the stored ones over it.
+
+    A stored gap no longer found was filled by late readings: it is marked `filled`, and
+    if its people had been recovered from the totals, that estimate is taken back (the
+    readings now count them). A gap found and not stored is new: stored, and its recovered
+    people (if any) added at its minute. Gaps both found and stored are left alone.
+    """
+    wanted = {gap.key: gap for gap in found}
+    existing = {gap.key: gap for gap in stored}
+    filled: list[GapKey] = []
+    corrections: list[MinuteCorrection] = []
+    for key, gap in existing.items():
+        if key in wanted:
+            continue
+        filled.append(key)
+        if gap.status == "recovered":
+            corrections.append(MinuteCorrection(gap.site_id, gap.gate_id, gap.minute_utc,
+                                                -gap.recovered_in, -gap.recovered_out))
+    new = [gap for key, gap in wanted.items() if key not in existing]
+    corrections += [
+        MinuteCorrection(gap.site_id, gap.gate_id, gap.minute_utc, gap.recovered_in,
+                         gap.recovered_out)
+        for gap in new
+        if gap.status == "recovered" and (gap.recovered_in or gap.recovered_out)
+    ]
+    return GapChanges(filled, new, corrections)

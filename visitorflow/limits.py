@@ -1,9 +1,10 @@
 """Each site's limits in force: capacity and load thresholds, with the admins' overrides.
 
 The catalogue (data/sites.yaml) and `settings.load` give the defaults; admins override a
-site's capacity and thresholds from the dashboard (stored in `capacity_overrides` and
-`alert_thresholds`, issue 8). Every reader of capacity — live load levels, alerts, redirect
-advice, the forecaster — goes through `effective_limits`, so they all agree.
+site's capacity and thresholds from the dashboard's admin page (stored in
+`capacity_overrides` and `alert_thresholds`). Every reader of capacity and thresholds — live
+load levels, alerts, redirect advice, the analysts' load levels, the forecaster — goes
+through `effective_limits`, so they all agree.
 """
 
 from __future__ import annotations

@@ -6,27 +6,16 @@ agrees. A DataFrame out, one row per catalogue site.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from visitorflow.catalogue import Catalogue
+from visitorflow.clock import local_day_start_utc, to_local, utc_now
 from visitorflow.limits import effective_limits, thresholds_of
 from visitorflow.load import LEVEL_COLOURS, load_level
 from visitorflow.settings import Settings
 from visitorflow.store import Store
-
-
-def utc_now() -> datetime:
-    """Now as naive UTC, the store's convention."""
-    return datetime.now(UTC).replace(tzinfo=None)
-
-
-def local_day_start_utc(now_utc: datetime, settings: Settings) -> datetime:
-    """Local midnight of the day containing `now_utc`, as naive UTC."""
-    local = now_utc.replace(tzinfo=UTC).astimezone(settings.tz)
-    midnight = local.replace(hour=0, minute=0, second=0, microsecond=0)
-    return midnight.astimezone(UTC).replace(tzinfo=None)
 
 
 def silent_gates(
@@ -76,12 +65,11 @@ def live_snapshot(
     with store.session():  # one store connection for the refresh's reads
         # Capacities and thresholds in force (admins' overrides included).
         catalogue, limits = effective_limits(store, catalogue, settings)
-        counts = store.site_counts(local_day_start_utc(now_utc, settings), now_utc).set_index(
-            "site_id"
-        )
+        day_start = local_day_start_utc(now_utc, settings.tz)
+        counts = store.site_counts(day_start, now_utc).set_index("site_id")
         health = store.gate_health()
     gates = silent_gates(health, catalogue, settings, now_utc)
-    local_now = now_utc.replace(tzinfo=UTC).astimezone(settings.tz)
+    local_now = to_local(now_utc, settings.tz)
     rows = []
     for site in catalogue.sites:
         site_gates = gates[gates["site_id"] == site.id]
@@ -127,7 +115,7 @@ def data_age(status: pd.DataFrame, now_utc: datetime) -> timedelta | None:
     return None if pd.isna(last) else now_utc - last.to_pydatetime()
 
 
-# -- ingest quality (issue 3) --
+# -- silent gates: what a site shows instead of "0 visitors" --
 
 _NO_DATA_SINCE = {
     "vi": "Không có dữ liệu từ {gate} từ {hhmm}",
@@ -170,7 +158,7 @@ def gate_notices(
         if last is None:
             message = _NO_DATA_EVER.get(language, _NO_DATA_EVER["en"]).format(gate=name)
         else:
-            hhmm = last.replace(tzinfo=UTC).astimezone(settings.tz).strftime("%H:%M")
+            hhmm = to_local(last, settings.tz).strftime("%H:%M")
             template = _NO_DATA_SINCE.get(language, _NO_DATA_SINCE["en"])
             message = template.format(gate=name, hhmm=hhmm)
         reason = "offline" if rec.status == "offline" else ("never" if last is None else "silent")

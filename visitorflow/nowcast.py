@@ -1,4 +1,4 @@
-"""Nowcast (issue 9): correct the rest of today's forecast with what the counters saw in the
+"""Nowcast: correct the rest of today's forecast with what the counters saw in the
 last hours, before the forecast alerts look at it.
 
 Prophet is refitted a few times a day; between refits a festival day that runs hotter (or

@@ -19,6 +19,7 @@ from datetime import date, timedelta
 
 import pandas as pd
 
+from visitorflow.clock import to_local
 from visitorflow.festivals import DEFAULT_PATH, festival_days
 
 PLAN_COLUMNS = [
@@ -61,8 +62,7 @@ def festival_windows(
 
 def local_hours(hourly: pd.DataFrame, tz: str) -> pd.DataFrame:
     """Hourly forecast rows with their local time: `ts_local` (naive), `day_local`, `hour`."""
-    local = (pd.to_datetime(hourly["ts_utc"]).dt.tz_localize("UTC").dt.tz_convert(tz)
-             .dt.tz_localize(None))
+    local = to_local(hourly["ts_utc"], tz)
     return hourly.assign(ts_local=local, day_local=local.dt.date, hour=local.dt.hour)
 
 

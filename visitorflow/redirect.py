@@ -1,8 +1,9 @@
 """Redirect advice: for a busy site, the other sites ranked by their predicted load at the time
 a visitor would arrive there, and a short message to copy (vi/en/zh).
 
-One logic for every audience: the officials' redirect page (issue 6) and the public visitor
-page (issue 10) both call `redirect_options` and `redirect_message`, so they never disagree.
+One logic for every audience: the officials' redirect page (dashboard/views/redirect.py) and
+the public visitor page (public/status.py) both rank with this module (`redirect_options`,
+`rank_alternatives`, `redirect_message`), so they never disagree.
 
 - Travel: `load_travel_matrix` (road km, driving and walking minutes per directed pair of
   sites, `redirect.matrix_path`); travel_min is the driving time. A pair missing from the
@@ -26,8 +27,8 @@ page (issue 10) both call `redirect_options` and `redirect_message`, so they nev
   forecast alert is raised). Sites closed at arrival, or closing within
   `redirect.min_open_min` of it, are not proposed; nor are sites beyond
   `redirect.max_travel_min`.
-- Order: sites with room first; then the calmer level first (normal, busy, crowded,
-  overload, no data); then the nearer; then the lower predicted share. So an overloaded site
+- Order: sites with room first; then the calmer level first (visitorflow.load.SEVERITY,
+  then no data); then the nearer; then the lower predicted share. So an overloaded site
   next door never ranks above one with room further away.
 """
 
@@ -35,17 +36,18 @@ from __future__ import annotations
 
 import logging
 import math
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 
 import pandas as pd
 
 from visitorflow.catalogue import LANGUAGES, Catalogue
-from visitorflow.limits import effective_limits
-from visitorflow.live import live_status, utc_now
-from visitorflow.load import LoadLevel, load_level
-from visitorflow.settings import LoadThresholds, Settings
+from visitorflow.clock import to_local, utc_naive, utc_now
+from visitorflow.limits import effective_limits, thresholds_of
+from visitorflow.live import live_status
+from visitorflow.load import ROOM_LEVELS, SEVERITY, load_level, severity_rank
+from visitorflow.settings import Settings
 from visitorflow.store import Store
 
 log = logging.getLogger(__name__)
@@ -64,11 +66,6 @@ POINT_ALIASES = {"huu_nghi_vn_side": "huu_nghi"}
 FALLBACK_DETOUR = 1.4
 FALLBACK_SPEED_KMH = 40.0
 FALLBACK_BASIS = "fallback_haversine_x1.4"
-# Calmer first; a site without data sorts last.
-LEVEL_ORDER = {level.value: i for i, level in enumerate(
-    [LoadLevel.NORMAL, LoadLevel.BUSY, LoadLevel.CROWDED, LoadLevel.OVERLOAD, LoadLevel.NO_DATA]
-)}
-ROOM_LEVELS = {LoadLevel.NORMAL.value, LoadLevel.BUSY.value}
 
 # The message to copy; site names come from the catalogue in the same language.
 MESSAGES = {
@@ -249,7 +246,7 @@ def rank_alternatives(
     cfg = settings.redirect
     now = pd.Timestamp(now_utc)
     if now.tzinfo is not None:  # the store's convention is naive UTC
-        now = now.tz_convert("UTC").tz_localize(None)
+        now = utc_naive(now)
     now = now.floor("s")
     live_occ = live.set_index("site_id")["occupancy"]
     by_site = {
@@ -262,7 +259,7 @@ def rank_alternatives(
             continue
         site = catalogue.site(trip.site_id)
         arrival = now + pd.Timedelta(minutes=trip.travel_min)
-        local = arrival.to_pydatetime().replace(tzinfo=UTC).astimezone(settings.tz)
+        local = to_local(arrival.to_pydatetime(), settings.tz)
         stays_open = local + timedelta(minutes=max(cfg.min_open_min - 1, 0))
         if not (site.is_open(local) and site.is_open(stays_open)):
             continue
@@ -270,11 +267,9 @@ def rank_alternatives(
         predicted, p_overload, basis, weight = _predict(
             by_site.get(site.id), None if current is None or pd.isna(current) else float(current),
             now, arrival, trip.travel_min, cfg.live_blend_min)
-        limits = thresholds.loc[site.id]
-        capacity = int(limits["capacity"])
-        level = load_level(predicted, capacity, LoadThresholds(
-            busy=limits["busy"], crowded=limits["crowded"], overload=limits["overload"]))
-        has_room = level.value in ROOM_LEVELS and not (
+        capacity = int(thresholds.at[site.id, "capacity"])
+        level = load_level(predicted, capacity, thresholds_of(thresholds, site.id))
+        has_room = level in ROOM_LEVELS and not (
             p_overload >= settings.alerts.forecast_p)
         rows.append({
             "site_id": site.id, "travel_min": trip.travel_min, "road_km": trip.road_km,
@@ -290,11 +285,18 @@ def rank_alternatives(
         return pd.DataFrame(columns=OPTION_COLUMNS)
     frame = pd.DataFrame(rows)
     frame = frame.assign(_room=~frame["has_room"],
-                         _level=frame["predicted_level"].map(LEVEL_ORDER))
+                         _level=frame["predicted_level"].map(_calm_rank))
     frame = frame.sort_values(["_room", "_level", "travel_min", "predicted_share"],
                               kind="stable", na_position="last").head(cfg.alternatives)
     frame["rank"] = range(1, len(frame) + 1)
     return frame[OPTION_COLUMNS].reset_index(drop=True)
+
+
+def _calm_rank(level: str) -> int:
+    """A predicted level's place when ranking, calmest first: SEVERITY, then no data (a site
+    nobody can vouch for is proposed after an overloaded one)."""
+    rank = severity_rank(level)
+    return len(SEVERITY) if rank < 0 else rank
 
 
 # -- the store wrapper -----------------------------------------------------------------------

@@ -99,7 +99,7 @@ class LoadThresholds(BaseModel):
 
 
 class AlertSettings(BaseModel):
-    """Alerts (issue 6): the collector evaluates them once a minute; levels from `load`."""
+    """Alerts: the collector evaluates them once a minute; levels from `load`."""
 
     # A raised level clears only when occupancy falls this share of capacity below its
     # threshold (hysteresis in value: a site at the edge does not flap).
@@ -113,7 +113,7 @@ class AlertSettings(BaseModel):
     forecast_horizon_h: int = Field(12, ge=1, le=48)
     forecast_p: float = Field(0.3, gt=0, le=1)
     forecast_p_margin: float = Field(0.1, ge=0, lt=1)
-    # Nowcast (visitorflow/nowcast.py, issue 9): the rest of today's open hours of the
+    # Nowcast (visitorflow/nowcast.py): the rest of today's open hours of the
     # forecast are scaled by (actual + prior) / (forecast + prior) arrivals of the last
     # `nowcast_hours` complete hours (0: off), the ratio kept within 1/max..max.
     nowcast_hours: int = Field(0, ge=0, le=12)
@@ -122,7 +122,7 @@ class AlertSettings(BaseModel):
     # Forecast runs the product makes in a day, at these local hours (the early-warning
     # evaluation refits on this schedule; a cron or systemd timer runs `make forecast`).
     refit_hours_local: tuple[int, ...] = (5,)
-    # Where `python -m forecasting.season_eval` writes its results (the dashboard shows
+    # Where `python -m orchestration.season_eval` writes its results (the dashboard shows
     # the newest file there).
     early_warning_dir: Path = Path("data/generated/early_warning")
     # Recommended actions per level, vi/en/zh, edited by the province.
@@ -146,7 +146,7 @@ class DashboardSettings(BaseModel):
 
 
 class PublicSettings(BaseModel):
-    """The public visitor pages behind the QR codes (issue 10): a separate read-only server."""
+    """The public visitor pages behind the QR codes (public/): a separate read-only server."""
 
     # Loopback by default; the province binds 0.0.0.0 (or puts a proxy in front) to publish.
     host: str = "127.0.0.1"
@@ -169,8 +169,8 @@ class PublicSettings(BaseModel):
 
 
 class RedirectSettings(BaseModel):
-    """Redirect advice (issue 6 page 4, and the public page of issue 10): which sites to
-    propose instead of a busy one (visitorflow.redirect)."""
+    """Redirect advice (the dashboard's redirect page and the public pages' nearby sites):
+    which sites to propose instead of a busy one (visitorflow.redirect)."""
 
     # Travel times between sites (from_id, to_id, road_km, drive_min, walk_min, basis);
     # data/travel_matrix.csv is derived from data/raw/travel_matrix.csv, edit it freely.
@@ -190,7 +190,7 @@ class RedirectSettings(BaseModel):
 
 
 class AuthSettings(BaseModel):
-    """Dashboard sign-in (issue 8): officials' accounts in a users file outside git."""
+    """Dashboard sign-in: officials' accounts in a users file outside git."""
 
     # Hashed passwords and roles (python -m visitorflow.users); git-ignored, mode 0600.
     users_path: Path = Path("data/secrets/users.json")
@@ -248,7 +248,7 @@ class SimulatorSettings(BaseModel):
 
 
 class ForecastSettings(BaseModel):
-    """Forecasting (issue 5): model windows, festival windows, samples, parallelism."""
+    """Forecasting (forecasting/): model windows, festival windows, samples, parallelism."""
 
     # Hourly model: a year and a bit of open hours, so last year's festivals are in the
     # training window (one occurrence per festival is all a year holds).

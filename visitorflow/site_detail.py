@@ -5,12 +5,14 @@ last 30 days. Frames for the dashboard's site page (and notebooks), times in loc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 
 from visitorflow.catalogue import Catalogue
-from visitorflow.live import local_day_start_utc, silent_gates
+from visitorflow.clock import local_day_start_utc, to_local
+from visitorflow.live import silent_gates
+from visitorflow.load import running_occupancy
 from visitorflow.settings import Settings
 from visitorflow.store import Store
 
@@ -24,8 +26,7 @@ class SiteDetail:
 
 
 def _local(ts: pd.Series | pd.DatetimeIndex, settings: Settings) -> pd.Series:
-    return (pd.to_datetime(pd.Series(ts)).dt.tz_localize("UTC").dt.tz_convert(settings.timezone)
-            .dt.tz_localize(None))
+    return to_local(pd.Series(ts), settings.tz)
 
 
 def hourly_today(
@@ -38,12 +39,15 @@ def hourly_today(
     hours = pd.date_range(pd.Timestamp(day_start_utc), periods=24, freq="h")
     frame = pd.DataFrame(index=hours)
     if len(minutes):
-        m = minutes.assign(hour=pd.to_datetime(minutes["minute_utc"]).dt.floor("h"),
-                           net=minutes["count_in"] - minutes["count_out"])
-        by_hour = m.groupby("hour")[["count_in", "net"]].sum().reindex(hours, fill_value=0)
+        m = minutes.assign(hour=pd.to_datetime(minutes["minute_utc"]).dt.floor("h"))
+        by_hour = (m.groupby("hour")[["count_in", "count_out"]].sum()
+                   .reindex(hours, fill_value=0))
         done = hours <= pd.Timestamp(now_utc)
         frame["arrivals"] = by_hour["count_in"].where(done)
-        frame["occupancy"] = by_hour["net"].cumsum().clip(lower=0).where(done)
+        # Summed by hour first: the running occupancy at each hour's end is the same as the
+        # per-minute one at that minute (visitorflow.load clips the sum, not each step).
+        frame["occupancy"] = running_occupancy(
+            by_hour["count_in"], by_hour["count_out"]).where(done)
     else:
         frame["arrivals"] = float("nan")
         frame["occupancy"] = float("nan")
@@ -89,8 +93,7 @@ def device_health(
     return pd.DataFrame({
         "gate_id": own["gate_id"].to_numpy(),
         "counter_id": own["counter_id"].to_numpy(),
-        "last_seen_local": [None if pd.isna(t) else t.replace(tzinfo=UTC)
-                            .astimezone(settings.tz).replace(tzinfo=None) for t in last],
+        "last_seen_local": [None if pd.isna(t) else to_local(t, settings.tz) for t in last],
         "battery_pct": own["battery_pct"].to_numpy(),
         "status": own["status"].fillna("–").to_numpy(),
         "silent": own["silent"].to_numpy(),
@@ -114,7 +117,7 @@ def site_detail(
     days: int = 30,
 ) -> SiteDetail:
     """Everything the site page shows, read with a few short queries."""
-    day_start = local_day_start_utc(now_utc, settings)
+    day_start = local_day_start_utc(now_utc, settings.tz)
     day_end = day_start + timedelta(days=1)
     since = day_start - timedelta(days=days)
     with store.session():  # one store connection for the page's few reads

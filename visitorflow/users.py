@@ -1,4 +1,4 @@
-"""Officials' accounts for the dashboard (issue 8): roles, hashed passwords, sign-in checks.
+"""Officials' accounts for the dashboard: roles, hashed passwords, sign-in checks.
 
 Why a users file and not OIDC (`st.login`): the province has no identity provider the
 dashboard can reach today, the demo and the tests run offline, and `st.login` needs one

@@ -21,13 +21,12 @@ from shared import (
     user_with_role,
 )
 
-from visitorflow.limits import effective_limits
-from visitorflow.live import utc_now
+from visitorflow.clock import utc_now
+from visitorflow.limits import SHARES, effective_limits
 from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreError
 
 TEXT = page_texts("admin")
-SHARES = ("busy", "crowded", "overload")
 
 settings, _, lang = page_context()
 catalogue = catalogue_at(str(settings.catalogue_path))  # the file's: overrides are shown apart

@@ -23,7 +23,7 @@ from visitorflow.alerts import (
     recommended_action,
     with_action_edits,
 )
-from visitorflow.live import utc_now
+from visitorflow.clock import utc_now
 from visitorflow.load import LEVEL_LABELS, LoadLevel
 from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreError

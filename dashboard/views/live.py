@@ -20,13 +20,15 @@ import streamlit as st
 from shared import local_time, page_context, page_texts
 
 from visitorflow.catalogue import Catalogue
-from visitorflow.live import gate_notices, live_snapshot, utc_now
-from visitorflow.load import LEVEL_LABELS
+from visitorflow.clock import utc_now
+from visitorflow.live import gate_notices, live_snapshot
+from visitorflow.load import LEVEL_LABELS, SEVERITY, LoadLevel
 from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
 
 TEXT = page_texts("live")
-DRAW_ORDER = ["no_data", "closed", "normal", "busy", "crowded", "overload"]
+# Drawn first to last: no data and closed underneath, then the load levels calmest first.
+DRAW_ORDER: list[str] = [LoadLevel.NO_DATA, LoadLevel.CLOSED, *SEVERITY]
 # Local base style served by Streamlit from dashboard/static/ (server.enableStaticServing).
 LOCAL_MAP_STYLE = "app/static/blank_style.json"
 # Constant across refreshes: Streamlit's front end re-applies only a *changed* initial view
@@ -210,7 +212,7 @@ def live_view() -> None:
     cols[0].metric(T["visitors_now"], f"{int(with_data['occupancy'].sum()):,}" if len(with_data)
                    else "–")
     cols[1].metric(T["arrivals_today"], f"{int(status['arrivals_today'].sum()):,}")
-    for col, level in zip(cols[2:5], ("busy", "crowded", "overload"), strict=True):
+    for col, level in zip(cols[2:5], SEVERITY[1:], strict=True):  # every level above normal
         col.metric(T["sites_at"].format(level=LEVEL_LABELS[level][lang].lower()),
                    int(counts.get(level, 0)))
     cols[5].metric(

@@ -7,14 +7,14 @@ reaches 14 days, the daily one a festival season, and the page says which is whi
 
 from __future__ import annotations
 
-from datetime import UTC, date, timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 import streamlit as st
 from shared import local_time, page_context, page_texts, read_store
 
 from visitorflow import planner
-from visitorflow.live import utc_now
+from visitorflow.clock import local_date, utc_now
 from visitorflow.settings import Settings
 from visitorflow.store import Store
 
@@ -43,7 +43,7 @@ def day_text(day: date | None) -> str:
     return "–" if day is None or pd.isna(day) else pd.Timestamp(day).strftime("%d/%m/%Y")
 
 
-today = utc_now().replace(tzinfo=UTC).astimezone(settings.tz).date()
+today = local_date(utc_now(), settings.tz)
 
 # -- what to plan for -------------------------------------------------------------------------
 

@@ -8,7 +8,8 @@ import pandas as pd
 import streamlit as st
 from shared import LANGUAGES, local_time, page_context, page_texts, read_store
 
-from visitorflow.live import live_status, utc_now
+from visitorflow.clock import utc_now
+from visitorflow.live import live_status
 from visitorflow.load import LEVEL_COLOURS, LEVEL_LABELS, LoadLevel
 from visitorflow.redirect import RedirectError, busiest_site, redirect_message, redirect_options
 from visitorflow.settings import Settings

@@ -1,6 +1,6 @@
-"""The early-warning page (issue 9): how early and how rightly the forecast alerts flagged
+"""The early-warning page: how early and how rightly the forecast alerts flagged
 overload through a simulated festival season — the newest results file of
-`python -m forecasting.season_eval` (alerts.early_warning_dir), or another one chosen."""
+`python -m orchestration.season_eval` (alerts.early_warning_dir), or another one chosen."""
 
 from __future__ import annotations
 

@@ -2,28 +2,29 @@
 opening hours, a weekday and a weekend daily profile, the site's festivals and national
 holidays as bumps, and for the temperature sites a winter with cold snaps that draw crowds.
 
-It stands in until the simulator back-fills years of history (issue 4); it writes through the
-same path as the collector (Store.write_batch with contract Readings), so the forecasting code
-reads it exactly as it will read real counts.
+Shaped like the model, so cheaper and kinder than the simulator's backfill
+(`python -m ingest.simulator --mode backfill`, see bench/results.md, "Histories"); it writes
+through the same path as the collector (Store.write_batch with contract Readings), so the
+forecasting code reads it exactly as it reads real counts.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import UTC, datetime, timedelta
-from zoneinfo import ZoneInfo
+from datetime import datetime, timedelta
 
 import numpy as np
 import pandas as pd
 
 from forecasting.calendar import site_festival_days
-from forecasting.models import open_mask
+from forecasting.features import open_mask
 from visitorflow.catalogue import Catalogue, Site
+from visitorflow.clock import to_utc
 from visitorflow.contract import Reading
 from visitorflow.festivals import national_holidays
 from visitorflow.store import Store
 
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+TZ = "Asia/Ho_Chi_Minh"
 
 
 def synthetic_temperature(site_id: str, ds_local: pd.Series, seed: int) -> np.ndarray:
@@ -104,7 +105,7 @@ def write_synthetic_history(
         temp = None
         if site_id in temperature_sites:
             temp = synthetic_temperature(site_id, ds, seed)
-            ts_utc = ds.dt.tz_localize(TZ).dt.tz_convert(UTC).dt.tz_localize(None)
+            ts_utc = to_utc(ds, TZ)
             store.write_temperature(pd.DataFrame({
                 "site_id": site_id, "ts_utc": ts_utc.astype("datetime64[us]"),
                 "temp_c": temp, "source": "simulated",
@@ -113,12 +114,12 @@ def write_synthetic_history(
         frames.append(arrivals.assign(site_id=site_id))
         gate = site.gates[0]
         # A Reading's ts_utc is the END of its interval: the hour starting at ds ends at ds+1h.
-        ends = (arrivals["ds"] + pd.Timedelta(hours=1)).dt.tz_localize(TZ).dt.tz_convert(UTC)
+        ends = to_utc(arrivals["ds"] + pd.Timedelta(hours=1), TZ)
         lag = max(int(round(site.dwell_min / 60)), 0)
         departures = arrivals["arrivals"].shift(lag, fill_value=0).to_numpy()
         readings = [
-            Reading(site_id, gate.id, gate.counter_id, seq, end.to_pydatetime().replace(
-                tzinfo=None), 3600, int(a), int(d))
+            Reading(site_id, gate.id, gate.counter_id, seq, end.to_pydatetime(), 3600, int(a),
+                    int(d))
             for seq, (end, a, d) in enumerate(zip(ends, arrivals["arrivals"], departures,
                                                   strict=True))
         ]

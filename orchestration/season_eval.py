@@ -1,9 +1,9 @@
-"""Early-warning evaluation over a simulated festival season (issue 9), end to end.
+"""Early-warning evaluation over a simulated festival season, end to end.
 
-    python -m forecasting.season_eval --seed 7 --out data/generated/early_warning/seed7.json
-    python -m forecasting.season_eval --seed 7 --quick --out /tmp/quick.json   # ~1-2 min
-    python -m forecasting.season_eval --seed 7 --rescore --out …   # re-score a finished run
-    python -m forecasting.season_eval --seed 7 --rescore --tune --out …   # + a tuning grid
+    python -m orchestration.season_eval --seed 7 --out data/generated/early_warning/seed7.json
+    python -m orchestration.season_eval --seed 7 --quick --out /tmp/quick.json   # ~1-2 min
+    python -m orchestration.season_eval --seed 7 --rescore --out …   # re-score a finished run
+    python -m orchestration.season_eval --seed 7 --rescore --tune --out …   # + a tuning grid
 
 What it does, in a work folder of its own (`--work-dir`, default
 data/generated/early_warning/seed<N>/; the product's store is never touched):
@@ -22,6 +22,10 @@ data/generated/early_warning/seed<N>/; the product's store is never touched):
    and the hourly arrivals stored before each step;
 5. episodes, lead times, false alarms and miss reasons (`forecasting/early_warning.py`),
    written as JSON to `--out`, shown by the dashboard's early-warning page.
+
+It lives here, above every layer, because it starts the broker, the collector (`ingest`) and
+the simulator's process and drives the forecasts (`forecasting`), and `forecasting` imports
+nothing from `ingest`.
 
 Steps 2 and 3 are done one after the other (ingest the season, then refit at each
 simulated time): the store then holds exactly what it would have held at each refit,
@@ -50,6 +54,7 @@ from forecasting.early_warning import Run, evaluation_steps, overload_episodes, 
 from forecasting.run import run_forecasts
 from visitorflow.alerts import site_thresholds
 from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
+from visitorflow.clock import to_utc
 from visitorflow.settings import (
     PROJECT_ROOT,
     AlertSettings,
@@ -94,8 +99,8 @@ class Season:
 
 
 def local_midnight_utc(day: date, settings: Settings) -> datetime:
-    return datetime.combine(day, datetime.min.time(), settings.tz).astimezone(UTC).replace(
-        tzinfo=None)
+    """Local midnight starting `day`, as naive UTC."""
+    return to_utc(datetime.combine(day, datetime.min.time()), settings.tz)
 
 
 def season_settings(base: Settings, season: Season, port: int) -> Settings:
@@ -216,8 +221,8 @@ def refit_times(season: Season, settings: Settings) -> list[datetime]:
     day = season.start - timedelta(days=1)
     while day < season.end:
         for hour in sorted(settings.alerts.refit_hours_local):
-            local = datetime.combine(day, datetime.min.time(), settings.tz) + timedelta(hours=hour)
-            times.append(local.astimezone(UTC).replace(tzinfo=None))
+            local = datetime.combine(day, datetime.min.time()) + timedelta(hours=hour)
+            times.append(to_utc(local, settings.tz))
         day += timedelta(days=1)
     return times
 
@@ -398,7 +403,7 @@ def _interrupt(*_: object) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        description="Early-warning evaluation over a simulated festival season (issue 9).")
+        description="Early-warning evaluation over a simulated festival season.")
     parser.add_argument("--seed", type=int, required=True, help="the simulator's seed")
     parser.add_argument("--out", type=Path, required=True, help="results file (JSON)")
     parser.add_argument("--start", type=date.fromisoformat, default=None,

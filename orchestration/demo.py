@@ -1,7 +1,7 @@
 """Run the whole pipeline on this machine: history, broker, collector, simulator,
 forecasts, dashboard, public visitor pages.
 
-`make demo` (or `python -m visitorflow.demo`) first back-fills a year of simulated history
+`make demo` (or `python -m orchestration.demo`) first back-fills a year of simulated history
 into an empty store (so the forecasts have something to learn from), then starts each
 stage as its own process, logs to `run/logs/`, refits the forecasts once in the
 background, and stops everything on Ctrl-C or when a service dies. The live simulator

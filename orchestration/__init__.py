@@ -1,0 +1,1 @@
+"""Processes that start other processes: the demo, the early-warning season; above every layer."""

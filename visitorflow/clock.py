@@ -1,0 +1,87 @@
+"""Time, in one place: the store keeps naive UTC, people read the province's local time.
+
+Every `*_utc` value in the store and in the frames passed between modules is a naive UTC
+timestamp; every value shown to a person, and every calendar question (which local day,
+which opening hour, which festival day) is in the zone of `Settings.timezone`. The
+functions below are the only conversions between the two. `tz` is `settings.tz` (a
+`ZoneInfo`) or the zone's name (`settings.timezone`).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from typing import TypeVar, overload
+from zoneinfo import ZoneInfo
+
+import pandas as pd
+
+Zone = ZoneInfo | str
+_Scalar = TypeVar("_Scalar", datetime, pd.Timestamp)
+
+
+def zone(tz: Zone) -> ZoneInfo:
+    """The `ZoneInfo` of a zone given by name or already as one."""
+    return tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+
+
+def utc_now() -> datetime:
+    """Now as naive UTC, the store's convention."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+@overload
+def to_local(utc: pd.Series, tz: Zone) -> pd.Series: ...
+@overload
+def to_local(utc: _Scalar, tz: Zone) -> _Scalar: ...
+def to_local(utc, tz):
+    """Naive UTC to naive local time: a Series element-wise, a scalar as its own type."""
+    key = zone(tz).key
+    if isinstance(utc, pd.Series):
+        return pd.to_datetime(utc).dt.tz_localize("UTC").dt.tz_convert(key).dt.tz_localize(None)
+    if isinstance(utc, pd.Timestamp):
+        return utc.tz_localize("UTC").tz_convert(key).tz_localize(None)
+    return utc.replace(tzinfo=UTC).astimezone(zone(tz)).replace(tzinfo=None)
+
+
+@overload
+def to_utc(local: pd.Series, tz: Zone) -> pd.Series: ...
+@overload
+def to_utc(local: _Scalar, tz: Zone) -> _Scalar: ...
+def to_utc(local, tz):
+    """Naive local time to naive UTC: a Series element-wise, a scalar as its own type."""
+    key = zone(tz).key
+    if isinstance(local, pd.Series):
+        return pd.to_datetime(local).dt.tz_localize(key).dt.tz_convert("UTC").dt.tz_localize(None)
+    if isinstance(local, pd.Timestamp):
+        return local.tz_localize(key).tz_convert("UTC").tz_localize(None)
+    return local.replace(tzinfo=zone(tz)).astimezone(UTC).replace(tzinfo=None)
+
+
+def to_local_aware(utc: datetime, tz: Zone) -> datetime:
+    """Naive UTC to an aware local datetime, for texts that carry their offset (ISO 8601
+    with +07:00, as the public feed gives it)."""
+    return utc.replace(tzinfo=UTC).astimezone(zone(tz))
+
+
+def utc_naive(moment: _Scalar) -> _Scalar:
+    """An aware moment (a payload's time with its offset, a caller's aware now) as naive
+    UTC, the store's convention."""
+    return moment.astimezone(UTC).replace(tzinfo=None)
+
+
+def local_date(utc: datetime, tz: Zone) -> date:
+    """The local calendar day a naive-UTC moment falls on."""
+    return to_local(utc, tz).date()
+
+
+def local_day_start_utc(now_utc: datetime, tz: Zone) -> datetime:
+    """Local midnight of the day containing `now_utc`, as naive UTC."""
+    midnight = datetime.combine(local_date(now_utc, tz), datetime.min.time())
+    return to_utc(midnight, tz)
+
+
+def local_day_range_utc(first: date, last: date, tz: Zone) -> tuple[datetime, datetime]:
+    """Local days first..last (inclusive) as a half-open naive-UTC range [start, end)."""
+    start = datetime.combine(first, datetime.min.time())
+    end = datetime.combine(last + timedelta(days=1), datetime.min.time())
+    return to_utc(start, tz), to_utc(end, tz)
