@@ -62,11 +62,6 @@ def status_topic(prefix: str, site_id: str, gate_id: str) -> str:
     return f"{prefix}/{site_id}/{gate_id}/status"
 
 
-def subscriptions(prefix: str) -> list[str]:
-    """The topic filters the collector subscribes to."""
-    return [f"{prefix}/+/+/counts", f"{prefix}/+/+/status"]
-
-
 def split_topic(prefix: str, topic: str) -> tuple[str, str, str]:
     """`{prefix}/{site}/{gate}/{kind}` to (site, gate, kind); PayloadError otherwise."""
     head = prefix + "/"
