@@ -50,6 +50,12 @@ setup: system-deps-test $(VENV)/.installed  ## install everything (system packag
 demo: system-deps-demo $(VENV)/.installed  ## broker + simulator + collector + dashboard on http://localhost:8501
 	$(PY) -m orchestration.demo
 
+# The platform for real (no simulator): broker, collector, dashboard, public pages and the
+# refit scheduler, each supervised (orchestration/supervisor.py); deploy/ runs it under systemd.
+.PHONY: serve
+serve: system-deps-demo $(VENV)/.installed  ## the platform as one supervised service (broker, collector, dashboard, public, refits)
+	$(PY) -m orchestration.serve
+
 broker: $(VENV)/.installed  ## Mosquitto with the project's config, accounts and ACL, foreground
 	$(PY) -m ingest.broker
 

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from visitorflow.alerts import forecast_alerts
-from visitorflow.settings import AlertSettings
+from visitorflow.settings import PROJECT_ROOT, AlertSettings
 
 EPISODE_COLUMNS = ["site_id", "start_utc", "end_utc", "minutes", "peak_occupancy", "capacity"]
 SPELL_COLUMNS = ["site_id", "raised_at_utc", "cleared_at_utc", "window_end_utc",
@@ -324,6 +324,12 @@ def score(
 
 
 # -- results files -------------------------------------------------------------------------
+
+# The last evaluation recorded in the repository (a copy of one results file): a fresh
+# machine has none of its own until the 25-minute season has run, and the dashboard's
+# early-warning page shows this one meanwhile, labelled as such.
+REFERENCE_RESULTS = PROJECT_ROOT / "data" / "early_warning_reference.json"
+
 
 def results_files(folder: Path) -> list[Path]:
     """The evaluation results (JSON) in `folder`, newest first."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -112,12 +113,40 @@ def main(argv: list[str] | None = None) -> int:
         print(f"accounts and ACL from {settings.mqtt.secrets_dir}"
               + (f"; TLS on port {settings.mqtt.tls_port}" if settings.mqtt.tls else ""),
               flush=True)
-        return subprocess.call([mosquitto_binary(), "-c", str(config)])
+        return run_foreground([mosquitto_binary(), "-c", str(config)])
     except BrokerError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        return 0
+
+
+# How long Mosquitto gets to close its clients and persistence after a stop signal before
+# it is killed: it normally takes well under a second.
+STOP_GRACE_S = 10.0
+
+
+def run_foreground(command: list[str]) -> int:
+    """Run the broker as a child until it exits; SIGTERM or SIGINT to this launcher (what
+    systemd, Docker, `kill` and Ctrl-C send) stops the child too, so no Mosquitto is left
+    holding the port. Returns the child's exit code (0 after a requested stop)."""
+    child = subprocess.Popen(command)
+    stopping: list[int] = []
+
+    def stop(signum: int, _frame: object) -> None:
+        stopping.append(signum)
+        child.terminate()
+
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        while True:
+            try:
+                code = child.wait(timeout=STOP_GRACE_S if stopping else None)
+                break
+            except subprocess.TimeoutExpired:
+                child.kill()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return 0 if stopping else code
 
 
 if __name__ == "__main__":

@@ -62,6 +62,10 @@ HOUSEKEEPING_EVERY_S = 60
 RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S = 1, 30
 # A store lock held longer than this by a reader is worth a line in the log.
 LOG_LOCK_WAIT_OVER_S = 0.5
+# Housekeeping (closing re-zero, alert evaluation) waits at most this for a held store, then
+# tries again next minute: it runs in the commit loop, and each of its writes waiting the full
+# store.lock_timeout_s would hold every commit back (17 sites x 5 s while a notebook reads).
+HOUSEKEEPING_LOCK_TIMEOUT_S = 0.5
 
 log = logging.getLogger("collector")
 
@@ -131,6 +135,8 @@ class Collector:
         self.settings = settings
         self.catalogue = catalogue
         self.store = store
+        self._housekeeping_store = Store(store.path, HOUSEKEEPING_LOCK_TIMEOUT_S,
+                                         store.retry_max_s)
         self.client_id = client_id or settings.mqtt.collector_client_id
         self.share_group = share_group
         self.lorawan_interval_s = lorawan_interval_s
@@ -322,12 +328,14 @@ class Collector:
             if not closes or max(closes) + CLOSING_GRACE > local_now:
                 continue
             try:
-                residual = self.store.rezero_at_closing(
+                residual = self._housekeeping_store.rezero_at_closing(
                     site.id, day, local_day_start_utc(now_utc, tz), to_utc(max(closes), tz)
                 )
             except StoreError as exc:
-                log.warning("occupancy re-zeroing of %s deferred: %s", site.id, exc)
-                continue
+                # The others would wait for the same lock: all of them try again next minute.
+                log.warning("occupancy re-zeroing of %s and later sites deferred: %s",
+                            site.id, exc)
+                break
             self._rezeroed.add((site.id, day))
             if residual is not None:
                 corrected[site.id] = residual
@@ -354,7 +362,8 @@ class Collector:
                 self._stop.wait(self.settings.collector.reader_gap_s)
                 if time.monotonic() >= next_rezero:
                     self.rezero_closed_sites(utc_now())
-                    run_alert_step(self.store, self.catalogue, self.settings, utc_now())
+                    run_alert_step(self._housekeeping_store, self.catalogue, self.settings,
+                                   utc_now())
                     next_rezero = time.monotonic() + HOUSEKEEPING_EVERY_S
                 if time.monotonic() >= next_report:
                     log.info("stats: %s", self.stats)

@@ -21,16 +21,10 @@ import time
 from pathlib import Path
 
 from ingest.broker import BrokerError, start_broker
+from orchestration.supervisor import start_process
 from visitorflow.settings import PROJECT_ROOT, SettingsError, get_settings
 from visitorflow.store import Store, StoreError
 from visitorflow.users import UsersError, ensure_first_admin
-
-
-def _start(name: str, args: list[str], log_dir: Path) -> subprocess.Popen:
-    log = (log_dir / f"{name}.log").open("ab")
-    proc = subprocess.Popen(args, cwd=PROJECT_ROOT, stdout=log, stderr=subprocess.STDOUT)
-    proc.name = name  # type: ignore[attr-defined]
-    return proc
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -96,19 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        procs.append(_start("collector", [python, "-m", "ingest.collector"], log_dir))
-        procs.append(_start("simulator", [python, "-m", "ingest.simulator", "--start",
-                                          args.sim_start], log_dir))
-        procs.append(_start("dashboard", [
+        procs.append(start_process("collector", [python, "-m", "ingest.collector"], log_dir))
+        procs.append(start_process("simulator", [python, "-m", "ingest.simulator", "--start",
+                                                 args.sim_start], log_dir))
+        procs.append(start_process("dashboard", [
             python, "-m", "streamlit", "run", "dashboard/app.py",
             "--server.port", str(args.dashboard_port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
         ], log_dir))
         # The visitors' pages behind the QR codes: a process of its own, on its own port.
-        procs.append(_start("public", [python, "-m", "public.server"], log_dir))
+        procs.append(start_process("public", [python, "-m", "public.server"], log_dir))
         # One refit in the background: its forecasts land in the store for the dashboard.
-        forecast = _start("forecast", [python, "-m", "forecasting.run", "--no-progress"],
-                          log_dir)
+        forecast = start_process("forecast",
+                                 [python, "-m", "forecasting.run", "--no-progress"], log_dir)
         print(f"broker on {settings.mqtt.host}:{settings.mqtt.port}, store {settings.store.path}")
         # start_broker made or refreshed the accounts: anonymous clients are refused.
         print(f"broker accounts and ACL (auth on) in {settings.mqtt.secrets_dir}"

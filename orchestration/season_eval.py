@@ -13,7 +13,7 @@ data/generated/early_warning/seed<N>/; the product's store is never touched):
 2. the season: a real Mosquitto on a free port, the real collector (in this process), and
    the live simulator publishing every gate's minute readings as fast as the broker
    acknowledges (accelerated), with its ground truth (true occupancy per site and minute);
-3. refits on the product's schedule (`alerts.refit_hours_local`, local hours, every day of
+3. refits on the product's schedule (`schedule.refit_hours_local`, local hours, every day of
    the season and the day before), each with the history stored before that simulated time
    (`forecasting.run.run_forecasts(history_end_utc=…)`); a run counts from its history end
    plus the refit's measured wall time;
@@ -215,12 +215,12 @@ def _ingest(settings: Settings, catalogue: Catalogue, season: Season, progress: 
 # -- 3: refits on the product's schedule ------------------------------------------------------
 
 def refit_times(season: Season, settings: Settings) -> list[datetime]:
-    """The product's refits in simulated time: every `alerts.refit_hours_local` of the day
+    """The product's refits in simulated time: every `schedule.refit_hours_local` of the day
     before the season and of each season day (naive UTC)."""
     times = []
     day = season.start - timedelta(days=1)
     while day < season.end:
-        for hour in sorted(settings.alerts.refit_hours_local):
+        for hour in sorted(settings.schedule.refit_hours_local):
             local = datetime.combine(day, datetime.min.time()) + timedelta(hours=hour)
             times.append(to_utc(local, settings.tz))
         day += timedelta(days=1)
@@ -347,7 +347,7 @@ def write_results(path: Path, season: Season, settings: Settings, result: dict, 
                      "nowcast_hours": cfg.nowcast_hours,
                      "nowcast_prior_people": cfg.nowcast_prior_people,
                      "nowcast_ratio_max": cfg.nowcast_ratio_max,
-                     "refit_hours_local": list(cfg.refit_hours_local)},
+                     "refit_hours_local": list(settings.schedule.refit_hours_local)},
         "timing": timing,
         "summary": _records(result["summary"]),
         "episodes": _records(result["episodes"]),

@@ -144,7 +144,11 @@ def test_the_collector_step_raises_once_clears_and_keeps_the_audit(settings: Set
     store = Store.from_settings(settings)
     store.initialise()
     catalogue = load_catalogue(settings.catalogue_path)
-    assert store.open_alerts() is None, "no evaluation yet: no alert tables"
+    assert store.open_alerts() is None, "no evaluation yet"
+    # An evaluation that raises nothing is still recorded: "all normal", not "never ran".
+    assert va.evaluate_alerts(store, catalogue, settings, NOW - timedelta(hours=3))[0].empty
+    assert store.open_alerts().empty
+    assert store.last_alert_evaluation_utc() == NOW - timedelta(hours=3)
 
     # Tam Thanh (capacity 350): 400 people arrive at 02:50 UTC and stay.
     start = datetime(2026, 11, 21, 2, 50)

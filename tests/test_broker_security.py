@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import json
 import shutil
+import signal
+import socket
 import stat
 import subprocess
+import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -19,9 +22,10 @@ from datetime import timedelta
 from pathlib import Path
 
 import paho.mqtt.client as mqtt
+import psutil
 import pytest
 
-from ingest.broker import start_broker
+from ingest.broker import start_broker, wait_for_port
 from ingest.broker_auth import (
     ACL_FILE,
     COLLECTOR,
@@ -37,7 +41,7 @@ from ingest.broker_auth import (
 )
 from visitorflow.catalogue import load_catalogue
 from visitorflow.clock import utc_now
-from visitorflow.settings import Settings, get_settings
+from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store, StoreError
 
 from .conftest import Processes, free_port, wait_until
@@ -299,3 +303,30 @@ def test_a_refused_subscription_is_logged_with_its_filter(
     assert [r.getMessage() for r in caplog.records if r.name == "collector"] == [
         f"broker refused the subscription to {filters[1]}: Not authorized "
         "(the ACL of the 'collector' account)"]
+
+
+def test_the_broker_launcher_stops_mosquitto_on_sigterm(settings: Settings, tmp_path: Path) -> None:
+    """`python -m ingest.broker` under systemd, Docker or `kill`: SIGTERM to the launcher
+    must stop its Mosquitto too and free the port (it used to leave Mosquitto running)."""
+    launcher = subprocess.Popen(
+        [sys.executable, "-m", "ingest.broker", "--port", str(settings.mqtt.port),
+         "--run-dir", str(tmp_path / "broker")],
+        cwd=PROJECT_ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    children: list[psutil.Process] = []
+    try:
+        wait_for_port("127.0.0.1", settings.mqtt.port)
+        children = psutil.Process(launcher.pid).children(recursive=True)
+        assert [c.name() for c in children] == ["mosquitto"]
+        launcher.send_signal(signal.SIGTERM)
+        assert launcher.wait(10) == 0
+        gone, alive = psutil.wait_procs(children, timeout=10)
+        assert not alive, f"left running: {[p.pid for p in alive]}"
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", settings.mqtt.port))  # the port is free again
+    finally:  # whatever failed, leave no broker behind
+        if launcher.poll() is None:
+            launcher.kill()
+        for child in children:
+            if child.is_running():
+                child.kill()

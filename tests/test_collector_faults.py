@@ -216,7 +216,13 @@ def test_a_reader_holding_the_store_30_s_blocks_but_loses_nothing(
     wait_until(lambda: counts(store)["readings"] == 500, 30, "the first 500 readings")
     holder = subprocess.Popen(
         [str(Path(__import__("sys").executable)), "-c",
-         "import duckdb, sys, time; con = duckdb.connect(sys.argv[1], read_only=True); "
+         # Retries its open like every reader: the collector may be mid-commit right now.
+         "import duckdb, sys, time\n"
+         "for _ in range(200):\n"
+         "    try:\n"
+         "        con = duckdb.connect(sys.argv[1], read_only=True); break\n"
+         "    except duckdb.IOException:\n"
+         "        time.sleep(0.05)\n"
          "print('holding', flush=True); time.sleep(30); con.close()",
          str(settings.store.path)],
         stdout=subprocess.PIPE,

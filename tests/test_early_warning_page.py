@@ -1,7 +1,9 @@
-"""The dashboard's early-warning page shows the newest results file (AppTest, signed in)."""
+"""The dashboard's early-warning page shows the newest results file, or with none the
+reference evaluation recorded in the repository, labelled (AppTest, signed in)."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -9,7 +11,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from forecasting.early_warning import Run, match_episodes, summary
+from forecasting import early_warning
+from forecasting.early_warning import REFERENCE_RESULTS, Run, match_episodes, read_results, summary
 from orchestration.season_eval import Season, write_results
 from visitorflow.settings import Settings, get_settings
 
@@ -22,6 +25,15 @@ def results_dir(settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("VISITORFLOW_ALERTS__EARLY_WARNING_DIR", str(folder))
     get_settings.cache_clear()
     return folder
+
+
+@pytest.fixture
+def reference(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Where the page looks for the recorded reference, in tmp_path and empty: the tests
+    decide whether there is one, whatever the repository ships."""
+    path = tmp_path / "shipped" / "early_warning_reference.json"
+    monkeypatch.setattr(early_warning, "REFERENCE_RESULTS", path)
+    return path
 
 
 def write_season(folder: Path, settings: Settings, seed: int) -> Path:
@@ -48,7 +60,7 @@ def write_season(folder: Path, settings: Settings, seed: int) -> Path:
 
 
 def test_page_shows_the_newest_results(
-    results_dir: Path, signed_in_app: Callable[..., object],
+    results_dir: Path, reference: Path, signed_in_app: Callable[..., object],
 ) -> None:
     at = signed_in_app("viewer")
     at.switch_page("views/warning.py").run()
@@ -66,3 +78,48 @@ def test_page_shows_the_newest_results(
     episodes = at.dataframe[1].value
     assert list(episodes.iloc[:, -1]) == ["", "dự báo quá thấp"]
     assert episodes.iloc[0, 1] == "10/03 11:00"  # 04:00 UTC shown in Asia/Ho_Chi_Minh
+
+
+def infos(at: object) -> str:
+    return " ".join(i.value for i in at.info)  # type: ignore[attr-defined]
+
+
+def test_a_fresh_folder_shows_the_recorded_reference(
+    results_dir: Path, reference: Path, signed_in_app: Callable[..., object],
+) -> None:
+    written = write_season(reference.parent, get_settings(), seed=606)
+    doc = json.loads(written.read_text(encoding="utf-8"))
+    doc["created_utc"] = "2026-12-02T21:46:00+00:00"  # 04:46 the next day in Lạng Sơn
+    reference.write_text(json.dumps(doc), encoding="utf-8")
+
+    at = signed_in_app("viewer")
+    at.switch_page("views/warning.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    label = infos(at)
+    assert "tham chiếu" in label and "hạt giống 606" in label and "2026-12-03" in label
+    assert not at.main.selectbox  # one reference, nothing to choose
+    assert {m.label: m.value for m in at.metric}["Đợt quá tải"] == "2"
+
+    at.sidebar.selectbox(key="language").set_value("en").run()
+    label = infos(at)
+    assert "recorded reference evaluation" in label and "seed 606" in label
+    assert "2026-12-03" in label
+    at.sidebar.selectbox(key="language").set_value("zh").run()
+    assert "参考评估" in infos(at) and "随机种子 606" in infos(at)
+    at.sidebar.selectbox(key="language").set_value("en").run()
+
+    # This machine's own results take precedence over the reference, unlabelled.
+    write_season(results_dir, get_settings(), seed=7)
+    at.switch_page("views/warning.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert "reference" not in infos(at)
+    assert "seed 7," in " ".join(m.value for m in at.markdown)
+    assert at.main.selectbox[0].value.name == "seed7.json"
+
+
+def test_the_shipped_reference_is_a_results_file() -> None:
+    if not REFERENCE_RESULTS.exists():
+        pytest.skip("no reference evaluation is shipped in data/ yet")
+    r = read_results(REFERENCE_RESULTS)
+    assert isinstance(r["seed"], int) and r["created_utc"]
+    assert "all" in set(r["summary"]["site_id"])

@@ -294,8 +294,8 @@ def evaluate_alerts(
     store: Store, catalogue: Catalogue, settings: Settings, now_utc: datetime,
     actions: dict | None = None,
 ) -> tuple[pd.DataFrame, list[str]]:
-    """Evaluate every site now and store what changed (one short write). Returns the rows
-    raised and the ids cleared."""
+    """Evaluate every site now and store what changed and when it was evaluated (one short
+    write). Returns the rows raised and the ids cleared."""
     cfg = settings.alerts
     actions = actions or load_actions(cfg.actions_path)
     # Capacities and thresholds in force (admins' overrides included), read once.
@@ -315,15 +315,16 @@ def evaluate_alerts(
                                settings.forecast.interval_width)
     desired = pd.concat([f for f in (live, forecast) if len(f)] or [live], ignore_index=True)
     raised, cleared = plan_changes(open_alerts, desired)
-    if len(raised) or cleared:
-        lang = settings.dashboard.default_language
-        raised = raised.assign(
-            cleared_at_utc=pd.NaT,
-            message=[_stored_message(r, catalogue, settings, lang) for r in raised.itertuples()],
-            recommended_action=[recommended_action(actions, r.site_id, r.kind, r.level, lang)
-                                for r in raised.itertuples()],
-        )
-        store.apply_alert_changes(raised, cleared, now_utc)
+    lang = settings.dashboard.default_language
+    raised = raised.assign(
+        cleared_at_utc=pd.NaT,
+        message=[_stored_message(r, catalogue, settings, lang) for r in raised.itertuples()],
+        recommended_action=[recommended_action(actions, r.site_id, r.kind, r.level, lang)
+                            for r in raised.itertuples()],
+    )
+    # Written even when nothing changed: the evaluation itself is recorded, so "no alert"
+    # and "alerting never ran" stay different news (Store.last_alert_evaluation_utc).
+    store.apply_alert_changes(raised, cleared, now_utc)
     return raised, cleared
 
 

@@ -119,14 +119,30 @@ class AlertSettings(BaseModel):
     nowcast_hours: int = Field(0, ge=0, le=12)
     nowcast_prior_people: float = Field(30.0, ge=0)
     nowcast_ratio_max: float = Field(3.0, ge=1)
-    # Forecast runs the product makes in a day, at these local hours (the early-warning
-    # evaluation refits on this schedule; a cron or systemd timer runs `make forecast`).
-    refit_hours_local: tuple[int, ...] = (5,)
     # Where `python -m orchestration.season_eval` writes its results (the dashboard shows
     # the newest file there).
     early_warning_dir: Path = Path("data/generated/early_warning")
     # Recommended actions per level, vi/en/zh, edited by the province.
     actions_path: Path = Path("data/alert_actions.yaml")
+
+
+class ScheduleSettings(BaseModel):
+    """The periodic jobs `python -m orchestration.serve` runs (orchestration/schedule.py)."""
+
+    # Forecast runs the product makes in a day, at these local hours (`timezone`): each
+    # refits every site. The early-warning evaluation refits on the same schedule.
+    refit_hours_local: tuple[int, ...] = (5,)
+
+    @field_validator("refit_hours_local")
+    @classmethod
+    def _hours_of_a_day(cls, v: tuple[int, ...]) -> tuple[int, ...]:
+        if not v:
+            raise ValueError("refit_hours_local needs at least one hour (0..23)")
+        if any(not 0 <= hour <= 23 for hour in v):
+            raise ValueError("refit_hours_local must be hours of the day, 0..23")
+        if len(set(v)) != len(v):
+            raise ValueError("refit_hours_local must not name an hour twice")
+        return tuple(sorted(v))
 
 
 class DashboardSettings(BaseModel):
@@ -295,6 +311,7 @@ class Settings(BaseSettings):
     dashboard: DashboardSettings = DashboardSettings()
     public: PublicSettings = PublicSettings()
     alerts: AlertSettings = AlertSettings()
+    schedule: ScheduleSettings = ScheduleSettings()
     auth: AuthSettings = AuthSettings()
     redirect: RedirectSettings = RedirectSettings()
     simulator: SimulatorSettings = SimulatorSettings()

@@ -1,6 +1,7 @@
 """The early-warning page: how early and how rightly the forecast alerts flagged
 overload through a simulated festival season — the newest results file of
-`python -m orchestration.season_eval` (alerts.early_warning_dir), or another one chosen."""
+`python -m orchestration.season_eval` (alerts.early_warning_dir), or another one chosen;
+with none there, the reference evaluation recorded in the repository, labelled as such."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pandas as pd
 import streamlit as st
 from shared import local_time, page_context, page_texts
 
-from forecasting.early_warning import read_results, results_files
+from forecasting.early_warning import REFERENCE_RESULTS, read_results, results_files
 
 TEXT = page_texts("warning")
 
@@ -20,11 +21,16 @@ st.title(T["title"])
 st.caption(T["intro"])
 
 files = results_files(settings.alerts.early_warning_dir)
-if not files:
+# A season takes ~25 minutes to evaluate, so a fresh machine shows the recorded reference
+# until it has results of its own; this machine's results always take precedence.
+showing_reference = not files and REFERENCE_RESULTS.is_file()
+if showing_reference:
+    chosen = REFERENCE_RESULTS
+elif files:
+    chosen = st.selectbox(T["file"], files, format_func=lambda p: p.name, key="warning_file")
+else:
     st.info(T["no_results"].format(folder=settings.alerts.early_warning_dir))
     st.stop()
-
-chosen = st.selectbox(T["file"], files, format_func=lambda p: p.name, key="warning_file")
 
 
 @st.cache_data(max_entries=8, show_spinner=False)
@@ -38,6 +44,18 @@ try:
 except (OSError, ValueError, KeyError) as exc:
     st.error(T["unreadable"].format(file=chosen.name, error=exc))
     st.stop()
+
+
+def run_date(created_utc: str | None) -> str:
+    """The local day a results file was written (files carry `created_utc`)."""
+    if not created_utc:
+        return "–"
+    return pd.Timestamp(created_utc).tz_convert(settings.tz).strftime("%Y-%m-%d")
+
+
+if showing_reference:
+    st.info(T["reference"].format(folder=settings.alerts.early_warning_dir, seed=r["seed"],
+                                  date=run_date(r.get("created_utc"))))
 
 
 def site_name(site_id: str) -> str:
