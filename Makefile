@@ -27,8 +27,8 @@ endef
 system-deps-demo:  ## install Mosquitto if missing (apt-get)
 	$(call apt_install_missing,mosquitto:mosquitto)
 
-system-deps-test: system-deps-fonts  ## install Mosquitto, its clients, Chromium, the CJK font if missing
-	$(call apt_install_missing,mosquitto:mosquitto mosquitto_pub:mosquitto-clients chromium:chromium)
+system-deps-test: system-deps-fonts  ## install Mosquitto, its clients, Chromium, systemd-analyze, the CJK font if missing
+	$(call apt_install_missing,mosquitto:mosquitto mosquitto_pub:mosquitto-clients chromium:chromium systemd-analyze:systemd)
 
 # A font has no command to look for: check its file. Noto Sans CJK draws the QR sheet's
 # Vietnamese and Chinese site names (public/qr.py).

@@ -369,7 +369,8 @@ def backtest_csv(
         task = BacktestTask(always_open_site(label), settings, data, plain_calendar(hol),
                             origins, settings.backtest_horizon_days, fest_days)
         row = backtest_site(task)
-        # The stand-in site's capacity is a placeholder: no overload to score.
+        # A CSV of counts has no capacity (the stand-in site says 1, basis "placeholder"):
+        # there is no overload to score.
         row.update(overload_hours=None, overload_brier=None)
     elif step == pd.Timedelta(days=1):
         row = _backtest_daily(data, settings, plain_calendar(hol), origins, fest_days, label)

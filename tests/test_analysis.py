@@ -54,17 +54,22 @@ def test_festival_uplift_is_found_on_its_lunar_dates(settings: Settings) -> None
     assert occurrences["first"].tolist() == [date(2026, 3, 10), date(2027, 2, 27)]
 
 
+def _visit_tam_thanh(store: Store, people: int) -> None:
+    """`people` enter Tam Thanh's main gate at 10:00 local on 10 March 2026 and leave at 12:00."""
+    store.write_batch([
+        Reading("tam_thanh", "main", "lsn-tam_thanh-main", 1, _utc("2026-03-10T10:01"), 60,
+                people, 0),
+        Reading("tam_thanh", "main", "lsn-tam_thanh-main", 2, _utc("2026-03-10T12:01"), 60,
+                0, people),
+    ], _utc("2026-03-10T12:02"))
+
+
 def test_occupancy_levels_and_alert_spells(settings: Settings) -> None:
     """400 people enter Tam Thanh (capacity 350) at 10:00 and leave at 12:00 local: two
     hours of overload, one spell; 07:00–18:00 open, the rest closed."""
     ws = _workspace(settings)
     store = ws.store
-    store.write_batch([
-        Reading("tam_thanh", "main", "lsn-tam_thanh-main", 1, _utc("2026-03-10T10:01"), 60,
-                400, 0),
-        Reading("tam_thanh", "main", "lsn-tam_thanh-main", 2, _utc("2026-03-10T12:01"), 60,
-                0, 400),
-    ], _utc("2026-03-10T12:02"))
+    _visit_tam_thanh(store, 400)
     day = date(2026, 3, 10)
     occupancy = va.occupancy_by_minute(ws, ["tam_thanh"], day, day)
     assert len(occupancy) == 24 * 60
@@ -96,12 +101,7 @@ def test_occupancy_levels_follow_the_site_thresholds_an_admin_set(settings: Sett
     0.40 / 0.70 / 0.90: the analysts' levels follow them (crowded), as the live map's do."""
     ws = _workspace(settings)
     store = ws.store
-    store.write_batch([
-        Reading("tam_thanh", "main", "lsn-tam_thanh-main", 1, _utc("2026-03-10T10:01"), 60,
-                250, 0),
-        Reading("tam_thanh", "main", "lsn-tam_thanh-main", 2, _utc("2026-03-10T12:01"), 60,
-                0, 250),
-    ], _utc("2026-03-10T12:02"))
+    _visit_tam_thanh(store, 250)
     day = date(2026, 3, 10)
     default = va.hours_per_level(va.occupancy_by_minute(ws, ["tam_thanh"], day, day))
     assert default.loc["tam_thanh", "busy"] == pytest.approx(2.0)

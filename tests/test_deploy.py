@@ -28,7 +28,8 @@ ASSIGNMENT = re.compile(r"^#?\s*(VISITORFLOW_[A-Z0-9_]+)=(.*)$")
 def systemd_analyze() -> str:
     found = shutil.which("systemd-analyze") or "/usr/bin/systemd-analyze"
     if not Path(found).exists():
-        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+        pytest.fail("systemd-analyze is missing: `make system-deps-test` installs it "
+                    "(Debian package systemd)")
     return found
 
 

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from forecasting import early_warning
-from forecasting.early_warning import REFERENCE_RESULTS, Run, match_episodes, read_results, summary
+from forecasting.early_warning import Run, match_episodes, summary
 from orchestration.season_eval import Season, write_results
 from visitorflow.settings import Settings, get_settings
 
@@ -115,11 +115,3 @@ def test_a_fresh_folder_shows_the_recorded_reference(
     assert "reference" not in infos(at)
     assert "seed 7," in " ".join(m.value for m in at.markdown)
     assert at.main.selectbox[0].value.name == "seed7.json"
-
-
-def test_the_shipped_reference_is_a_results_file() -> None:
-    if not REFERENCE_RESULTS.exists():
-        pytest.skip("no reference evaluation is shipped in data/ yet")
-    r = read_results(REFERENCE_RESULTS)
-    assert isinstance(r["seed"], int) and r["created_utc"]
-    assert "all" in set(r["summary"]["site_id"])

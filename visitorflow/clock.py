@@ -29,18 +29,27 @@ def utc_now() -> datetime:
     return datetime.now(UTC).replace(tzinfo=None)
 
 
+def _shift(values, source: ZoneInfo, target: ZoneInfo):  # Series, Timestamp or datetime
+    """Naive times read in `source` as naive times in `target`: a Series element-wise, a
+    Timestamp or datetime as its own type."""
+    if isinstance(values, pd.Series):
+        moved = pd.to_datetime(values).dt.tz_localize(source.key).dt.tz_convert(target.key)
+        return moved.dt.tz_localize(None)
+    if isinstance(values, pd.Timestamp):
+        return values.tz_localize(source.key).tz_convert(target.key).tz_localize(None)
+    return values.replace(tzinfo=source).astimezone(target).replace(tzinfo=None)
+
+
+_UTC = ZoneInfo("UTC")
+
+
 @overload
 def to_local(utc: pd.Series, tz: Zone) -> pd.Series: ...
 @overload
 def to_local(utc: _Scalar, tz: Zone) -> _Scalar: ...
 def to_local(utc, tz):
     """Naive UTC to naive local time: a Series element-wise, a scalar as its own type."""
-    key = zone(tz).key
-    if isinstance(utc, pd.Series):
-        return pd.to_datetime(utc).dt.tz_localize("UTC").dt.tz_convert(key).dt.tz_localize(None)
-    if isinstance(utc, pd.Timestamp):
-        return utc.tz_localize("UTC").tz_convert(key).tz_localize(None)
-    return utc.replace(tzinfo=UTC).astimezone(zone(tz)).replace(tzinfo=None)
+    return _shift(utc, _UTC, zone(tz))
 
 
 @overload
@@ -49,12 +58,7 @@ def to_utc(local: pd.Series, tz: Zone) -> pd.Series: ...
 def to_utc(local: _Scalar, tz: Zone) -> _Scalar: ...
 def to_utc(local, tz):
     """Naive local time to naive UTC: a Series element-wise, a scalar as its own type."""
-    key = zone(tz).key
-    if isinstance(local, pd.Series):
-        return pd.to_datetime(local).dt.tz_localize(key).dt.tz_convert("UTC").dt.tz_localize(None)
-    if isinstance(local, pd.Timestamp):
-        return local.tz_localize(key).tz_convert("UTC").tz_localize(None)
-    return local.replace(tzinfo=zone(tz)).astimezone(UTC).replace(tzinfo=None)
+    return _shift(local, zone(tz), _UTC)
 
 
 def to_local_aware(utc: datetime, tz: Zone) -> datetime:
