@@ -47,14 +47,29 @@ $(VENV)/.installed: requirements.txt pyproject.toml
 setup: system-deps-test $(VENV)/.installed  ## install everything (system packages and Python venv)
 
 # --- the demo and its parts --------------------------------------------------------------
-demo: system-deps-demo $(VENV)/.installed  ## broker + simulator + collector + dashboard on http://localhost:8501
-	$(PY) -m orchestration.demo
+demo: system-deps-demo $(VENV)/.installed  ## broker + simulator + collector + dashboard on http://localhost:8501 (SCENARIO=ky-cung|tet|mau-son-frost, SPEED=n)
+	$(PY) -m orchestration.demo $(if $(SCENARIO),--scenario $(SCENARIO)) $(if $(SPEED),--speed $(SPEED))
 
 # The platform for real (no simulator): broker, collector, dashboard, public pages and the
 # refit scheduler, each supervised (orchestration/supervisor.py); deploy/ runs it under systemd.
 .PHONY: serve
-serve: system-deps-demo $(VENV)/.installed  ## the platform as one supervised service (broker, collector, dashboard, public, refits)
+serve: system-deps-demo $(VENV)/.installed  ## the platform as one supervised service (broker, collector, dashboard, public, scheduled jobs)
 	$(PY) -m orchestration.serve
+
+# What the scheduler does each night, by hand: a backup (kept in schedule.backup_dir), a
+# restore (the platform stopped), and raw readings older than schedule.readings_kept_days
+# moved to Parquet, read back for an analyst with `make archive-read`.
+.PHONY: backup restore retention archive-read
+backup: $(VENV)/.installed  ## back up the store now (schedule.backup_dir keeps the newest N)
+	$(PY) -m visitorflow.backup create
+restore: $(VENV)/.installed  ## replace the store with a backup, platform stopped: make restore BACKUP=file
+	@[ -n "$(BACKUP)" ] || { echo "usage: make restore BACKUP=run/backups/visitorflow-….duckdb (python -m visitorflow.backup list)" >&2; exit 2; }
+	$(PY) -m visitorflow.backup restore "$(BACKUP)"
+retention: $(VENV)/.installed  ## move raw readings older than schedule.readings_kept_days to Parquet
+	$(PY) -m visitorflow.retention run
+archive-read: $(VENV)/.installed  ## archived readings back: make archive-read START=2025-01-01 END=2025-01-31 OUT=jan.parquet
+	@[ -n "$(START)" ] && [ -n "$(END)" ] && [ -n "$(OUT)" ] || { echo "usage: make archive-read START=YYYY-MM-DD END=YYYY-MM-DD OUT=file.parquet|.csv [SITES=a,b]" >&2; exit 2; }
+	$(PY) -m visitorflow.retention read --start $(START) --end $(END) --out $(OUT) $(if $(SITES),--sites $(SITES))
 
 broker: $(VENV)/.installed  ## Mosquitto with the project's config, accounts and ACL, foreground
 	$(PY) -m ingest.broker
@@ -111,6 +126,18 @@ bench: system-deps-test $(VENV)/.installed  ## benchmarks; figures go to bench/r
 
 soak: system-deps-test $(VENV)/.installed  ## 10 min of the whole pipeline at 2 k msg/s with faults
 	$(PY) -m bench.soak --minutes 10
+
+# What the nightly backup and retention cost the collector: p99 publish→queryable during each
+# against none (a year of history back-filled into a scratch store first, ~2 min).
+.PHONY: bench-jobs
+bench-jobs: system-deps-test $(VENV)/.installed  ## backup's and retention's effect on ingest latency (bench/results.md)
+	$(PY) -m bench.jobs_ingest --window-s 20
+
+# The forecasters side by side on real counter series (data/real/): a year of weekly folds
+# per series, one process; FOLDS=4 for a quick look.
+.PHONY: bench-real
+bench-real: $(VENV)/.installed  ## forecasts vs baselines on real hourly counts (FOLDS=52 STEP=7; bench/results.md)
+	nice -n 19 $(PY) -m bench.real_series --folds $(or $(FOLDS),52) --step-days $(or $(STEP),7)
 
 # The live and site pages' server time on a year of minute data (a scratch store in /tmp,
 # built once: ~2 min backfill + a forecast run), and the README's screenshots.

@@ -16,6 +16,7 @@ Reported: medians over the runs, and the ratio collector / baseline measured in 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import platform
 import shutil
@@ -94,6 +95,50 @@ def baseline_rate(port: int, messages: list[tuple[str, bytes]], window: int) -> 
     return len(messages) / elapsed
 
 
+def steady_latencies(store: Store, port: int, window: int, messages: list[tuple[str, bytes]],
+                     since_utc: datetime, until_utc: datetime, rate: float = 1000.0
+                     ) -> list[float]:
+    """Publish `messages` at a steady `rate` per second and return, sorted, each one's
+    publish → queryable time: a watcher reads the store's readings in [since, until) every
+    0.1 s and notes when each key first appears."""
+    sent: dict[tuple[str, int], float] = {}
+    seen: dict[tuple[str, int], float] = {}
+
+    def watch(stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                frame = store.readings(since_utc, until_utc)
+            except StoreError:
+                continue
+            now = time.monotonic()
+            for key in zip(frame["device_id"], frame["seq"].astype(int), strict=True):
+                seen.setdefault(key, now)
+            stop.wait(0.1)
+
+    stop = threading.Event()
+    watcher = threading.Thread(target=watch, args=(stop,), daemon=True)
+    watcher.start()
+    publisher = WindowPublisher(port, window=window, client_id=f"bench-latency-{port}")
+    t0 = time.monotonic()
+    for i, (topic, payload) in enumerate(messages):
+        target = t0 + i / rate
+        if (pause := target - time.monotonic()) > 0:
+            time.sleep(pause)
+        body = json.loads(payload)
+        sent[(body["device_id"], body["seq"])] = time.monotonic()
+        publisher.publish(topic, payload)
+    publisher.close()
+    _wait(lambda: len(seen) >= len(messages), 120, "the latency messages")
+    stop.set()
+    watcher.join(5)
+    return sorted(seen[k] - sent[k] for k in sent)
+
+
+def percentile(sorted_values: list[float], share: float) -> float:
+    """The value below which `share` of the sorted values fall (nearest rank)."""
+    return sorted_values[max(0, int(len(sorted_values) * share) - 1)]
+
+
 def one_run(n: int, window: int, latency_s: float, work: Path) -> dict[str, float]:
     port = free_port()
     os.environ["VISITORFLOW_STORE__PATH"] = str(work / "store.duckdb")
@@ -135,44 +180,11 @@ def one_run(n: int, window: int, latency_s: float, work: Path) -> dict[str, floa
         stored = store.table_counts()["readings"]
         distinct = len(store.readings()[["device_id", "seq", "ts_utc"]].drop_duplicates())
 
-        # Latency at a steady 1,000 msg/s: publish time per key, first time each is seen.
         late = native_stream(catalogue, int(1000 * latency_s), start - timedelta(days=20))
-        sent: dict[tuple[str, int], float] = {}
-        seen: dict[tuple[str, int], float] = {}
-        since = start - timedelta(days=21)
-
-        def watch(stop: threading.Event) -> None:
-            while not stop.is_set():
-                try:
-                    frame = store.readings(since, start)
-                except StoreError:
-                    continue
-                now = time.monotonic()
-                for key in zip(frame["device_id"], frame["seq"].astype(int), strict=True):
-                    seen.setdefault(key, now)
-                stop.wait(0.1)
-
-        stop = threading.Event()
-        watcher = threading.Thread(target=watch, args=(stop,), daemon=True)
-        watcher.start()
-        publisher = WindowPublisher(port, window=window, client_id="bench-latency")
-        t0 = time.monotonic()
-        import json
-
-        for i, (topic, payload) in enumerate(late):
-            target = t0 + i / 1000
-            if (pause := target - time.monotonic()) > 0:
-                time.sleep(pause)
-            body = json.loads(payload)
-            sent[(body["device_id"], body["seq"])] = time.monotonic()
-            publisher.publish(topic, payload)
-        publisher.close()
-        _wait(lambda: len(seen) >= len(late), 60, "the latency messages")
-        stop.set()
-        watcher.join(5)
+        latencies = steady_latencies(store, port, window, late, start - timedelta(days=21),
+                                     start)
         reader.stop.set()
         reader.join(5)
-        latencies = sorted(seen[k] - sent[k] for k in sent)
         return {
             "baseline_msg_s": base,
             "collector_msg_s": rate,
@@ -185,7 +197,7 @@ def one_run(n: int, window: int, latency_s: float, work: Path) -> dict[str, floa
             "reader_wait_max_ms": 1000 * max(reader.waits or [0.0]),
             "reader_failures": reader.failures,
             "latency_p50_s": latencies[len(latencies) // 2],
-            "latency_p99_s": latencies[int(len(latencies) * 0.99) - 1],
+            "latency_p99_s": percentile(latencies, 0.99),
         }
     finally:
         if collector is not None:

@@ -12,6 +12,11 @@ the naive MAE, their ratio (MASE against weekly naive: < 1 beats naive), MAPE on
 with arrivals, the MAE on the site's festival and national-holiday days, and the mean
 relative error of festival-day totals. The table is printed and written to the store.
 
+Gaps: a fold with less than MIN_FOLD_SHARE of its open hours scorable (counted, with a naive
+forecast) is not scored, and the row's message names it. The CSV backtest also chooses its
+origins where the fold and the week before it were counted (`choose_origins`), moving back
+over an outage, and prints the share of hours scored per fold.
+
 Temperature sites are backtested with the temperatures that happened (a perfect weather
 forecast): their scores are an upper bound of what a real cold-snap forecast gives.
 """
@@ -39,6 +44,7 @@ from forecasting.calendar import (
     site_calendar,
     site_festival_days,
 )
+from forecasting.csv_input import CsvInputError, read_counts_csv
 from forecasting.dwell import occupancy_from_arrivals
 from forecasting.models import (
     fit_and_forecast,
@@ -53,6 +59,11 @@ from visitorflow.catalogue import WEEKDAYS, Gate, LocalizedName, OpeningRule, Si
 from visitorflow.clock import to_local, utc_now
 from visitorflow.settings import ForecastSettings, Settings, get_settings
 from visitorflow.store import Store
+
+# A fold is scored only when at least this share of its open hours have a count (and a
+# naive forecast to compare with): below it the fold's error says which few hours survived
+# an outage (often its quiet edges), not how well the week was forecast.
+MIN_FOLD_SHARE = 0.5
 
 RESULT_COLUMNS = [
     "site_id", "folds", "horizon_h", "open_hours", "mae", "mae_naive", "mae_ratio", "mape_open",
@@ -86,6 +97,7 @@ def backtest_site(task: BacktestTask) -> dict:
     hours = task.horizon_days * 24
     try:
         frames = []
+        shares: dict[pd.Timestamp, float] = {}
         actual = task.history.drop_duplicates("ds").set_index("ds")["arrivals"]
         for origin in task.origins:
             origin_ts = pd.Timestamp(origin)
@@ -107,12 +119,27 @@ def backtest_site(task: BacktestTask) -> dict:
                                           fold["is_open"].to_numpy(), site.dwell_min, lead_in)
             fold["overloaded"] = occ >= task.overload_share * site.capacity
             fold["origin"] = origin_ts
+            if "arrivals_lower" in forecast:
+                fold["model_lower"] = forecast["arrivals_lower"].to_numpy()
+                fold["model_upper"] = forecast["arrivals_upper"].to_numpy()
+            shares[origin_ts] = scored_share(fold)
             frames.append(fold)
-        scored = pd.concat(frames, ignore_index=True)
-        row = score(scored, task.festival_days, len(task.origins), hours, site.id,
-                    task.occurrences)
+        kept = [f for f in frames if shares[f["origin"].iloc[0]] >= MIN_FOLD_SHARE]
+        refused = [o for o, share in shares.items() if share < MIN_FOLD_SHARE]
+        if not kept:
+            return {"site_id": site.id, "folds": 0, "horizon_h": hours, "open_hours": 0,
+                    "fold_shares": shares,
+                    "message": f"no fold scored: every fold has less than "
+                               f"{MIN_FOLD_SHARE:.0%} of its open hours counted"}
+        scored = pd.concat(kept, ignore_index=True)
+        row = score(scored, task.festival_days, len(kept), hours, site.id, task.occurrences)
+        row["fold_shares"] = shares
+        if refused:
+            row["message"] = (f"{len(refused)} fold(s) not scored (less than "
+                              f"{MIN_FOLD_SHARE:.0%} of the hours counted): "
+                              + ", ".join(f"{o:%Y-%m-%d}" for o in refused))
         if task.keep_scored:
-            row["scored"] = scored.assign(site_id=site.id)
+            row["scored"] = pd.concat(frames, ignore_index=True).assign(site_id=site.id)
         return row
     except Exception as exc:  # reported per site
         return {"site_id": site.id, "folds": len(task.origins), "horizon_h": hours,
@@ -194,6 +221,55 @@ def default_origins(history_end_local: datetime, settings: ForecastSettings) -> 
         days=settings.backtest_horizon_days)
     return [(last - pd.Timedelta(days=settings.backtest_step_days * k)).to_pydatetime()
             for k in reversed(range(settings.backtest_folds))]
+
+
+def scored_share(fold: pd.DataFrame) -> float:
+    """The share of a fold's open hours that can be scored: counted, with a naive forecast.
+    fold: is_open, actual, naive."""
+    open_hours = fold["is_open"].to_numpy(bool)
+    if not open_hours.any():
+        return 0.0
+    ok = open_hours & fold["actual"].notna().to_numpy() & fold["naive"].notna().to_numpy()
+    return float(ok.sum() / open_hours.sum())
+
+
+def counted_share(
+    history: pd.DataFrame, start: datetime, hours: int, is_open: np.ndarray | None = None
+) -> float:
+    """The share of the (open) hours from `start` for `hours` hours that `history` (ds,
+    arrivals) has a count for. `is_open`: a 7 × 24 (weekday, hour) table; default: always."""
+    grid = pd.date_range(pd.Timestamp(start), periods=hours, freq="h")
+    wanted = (np.ones(len(grid), bool) if is_open is None
+              else is_open[grid.day_of_week, grid.hour])
+    if not wanted.any():
+        return 0.0
+    counted = set(history.loc[history["arrivals"].notna(), "ds"])
+    hit = np.fromiter((ts in counted for ts in grid), bool, len(grid))
+    return float((hit & wanted).sum() / wanted.sum())
+
+
+def choose_origins(
+    history: pd.DataFrame, last_origin: datetime, folds: int, step_days: int,
+    horizon_days: int, min_train_days: int, is_open: np.ndarray | None = None,
+) -> list[datetime]:
+    """Up to `folds` origins on the grid `last_origin`, `last_origin − step_days`, … whose
+    fold (`horizon_days` from the origin) and the week before it (the naive forecast's
+    source) each have at least MIN_FOLD_SHARE of their (open) hours counted, and with at least
+    `min_train_days` of history before them; oldest first. An outage's weeks are skipped:
+    the folds move further back rather than score a week nobody counted."""
+    if history.empty:
+        return []
+    first = pd.Timestamp(history["ds"].min())
+    chosen: list[datetime] = []
+    origin = pd.Timestamp(last_origin)
+    hours = horizon_days * 24
+    while len(chosen) < folds and origin - first >= pd.Timedelta(days=min_train_days):
+        before = origin - pd.Timedelta(days=7)
+        if (counted_share(history, origin, hours, is_open) >= MIN_FOLD_SHARE
+                and counted_share(history, before, 7 * 24, is_open) >= MIN_FOLD_SHARE):
+            chosen.append(origin.to_pydatetime())
+        origin -= pd.Timedelta(days=step_days)
+    return sorted(chosen)
 
 
 def festival_origins(
@@ -345,11 +421,13 @@ def csv_holidays(years: range, country: str | None, before: int, after: int) -> 
 def backtest_csv(
     frame: pd.DataFrame, settings: ForecastSettings, column: str = "y",
     country: str | None = None, label: str = "csv",
+    fold_shares: dict[pd.Timestamp, float] | None = None,
 ) -> pd.DataFrame:
     """Backtest a history of counts (ds, `column`), hourly or daily, the same way as a site:
     the last `backtest_folds` origins, `backtest_horizon_days` ahead, against weekly naive.
     Returns one row (RESULT_COLUMNS, site_id = label). Festival columns hold the country's
-    holidays when `country` is given."""
+    holidays when `country` is given. `fold_shares`, if given, receives the share of hours
+    scored per fold origin (hourly counts)."""
     data = pd.DataFrame({"ds": pd.to_datetime(frame["ds"]),
                          "arrivals": pd.to_numeric(frame[column], errors="coerce")})
     data = data.dropna(subset=["ds"]).sort_values("ds").drop_duplicates("ds")
@@ -360,15 +438,25 @@ def backtest_csv(
     fest_days = frozenset(pd.to_datetime(hol["ds"]).dt.date)
     # Origins with too little history before them measure the cold start, not the model.
     min_train = pd.Timedelta(days=14 if step == pd.Timedelta(hours=1) else 56)
-    origins = [o for o in default_origins(data["ds"].max() + step, settings)
-               if pd.Timestamp(o) - data["ds"].min() >= min_train]
+    last = default_origins(data["ds"].max() + step, settings)[-1]
+    if step == pd.Timedelta(hours=1):
+        origins = choose_origins(data, last, settings.backtest_folds,
+                                 settings.backtest_step_days, settings.backtest_horizon_days,
+                                 min_train.days)
+    else:
+        origins = [o for o in default_origins(data["ds"].max() + step, settings)
+                   if pd.Timestamp(o) - data["ds"].min() >= min_train]
     if not origins:
-        raise ValueError(f"{label}: too short to backtest ({data['ds'].min()} to "
-                         f"{data['ds'].max()}); needs {min_train.days} days + a horizon")
+        raise ValueError(f"{label}: too short or too sparse to backtest ({data['ds'].min()} "
+                         f"to {data['ds'].max()}); needs {min_train.days} days + a horizon "
+                         f"with at least {MIN_FOLD_SHARE:.0%} of the hours counted")
     if step == pd.Timedelta(hours=1):
         task = BacktestTask(always_open_site(label), settings, data, plain_calendar(hol),
                             origins, settings.backtest_horizon_days, fest_days)
         row = backtest_site(task)
+        shares = row.pop("fold_shares", {})
+        if fold_shares is not None:
+            fold_shares.update(shares)
         # A CSV of counts has no capacity (the stand-in site says 1, basis "placeholder"):
         # there is no overload to score.
         row.update(overload_hours=None, overload_brier=None)
@@ -434,8 +522,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scored-out", type=Path, help="also write every backtested hour "
                         "(forecast, naive, actual, p_overload) to this Parquet file")
     parser.add_argument("--csv", type=Path, help="backtest this CSV of counts instead of the "
-                        "store (ds plus a count column, hourly or daily; not written to the store)")
-    parser.add_argument("--column", help="the CSV's count columns, comma-separated (default: y)")
+                        "store (not written to the store): a ds column, or a date column "
+                        "and an hour column (6, 06:00 or 6:00-6:59), local time; one or more "
+                        "count columns (a wide file: one per sensor)")
+    parser.add_argument("--column", help="the CSV's count columns, comma-separated (default: "
+                        "y if there is one, else every count column)")
     parser.add_argument("--country", help="the CSV's country for holidays, e.g. AU, VN")
     args = parser.parse_args(argv)
     if args.csv:
@@ -465,18 +556,32 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main_csv(args: argparse.Namespace) -> int:
-    frame = pd.read_csv(args.csv)
-    columns = args.column.split(",") if args.column else ["y"]
-    missing = [c for c in ["ds", *columns] if c not in frame.columns]
-    if missing:
-        print(f"{args.csv}: missing columns {missing} (has {list(frame.columns)})",
-              file=sys.stderr)
+    columns = args.column.split(",") if args.column else None
+    try:
+        counts = read_counts_csv(args.csv, columns)
+    except CsvInputError as exc:
+        print(f"cannot backtest: {exc}", file=sys.stderr)
         return 2
+    for note in counts.notes:
+        print(f"{args.csv}: {note}", file=sys.stderr)
     settings = get_settings().forecast
     quiet_cmdstan()
-    table = pd.concat([backtest_csv(frame, settings, c, args.country, c) for c in columns],
-                      ignore_index=True)
+    rows = []
+    shares: dict[str, dict[pd.Timestamp, float]] = {}
+    for column in counts.series:
+        shares[column] = {}
+        try:
+            rows.append(backtest_csv(counts.frame, settings, column, args.country, column,
+                                     shares[column]))
+        except ValueError as exc:
+            rows.append(pd.DataFrame([{"site_id": column, "message": str(exc)}]).reindex(
+                columns=RESULT_COLUMNS))
+    table = pd.concat(rows, ignore_index=True)
     print(format_table(table))
+    for column, per_fold in shares.items():
+        if per_fold:
+            listed = ", ".join(f"{o:%Y-%m-%d} {share:.0%}" for o, share in per_fold.items())
+            print(f"{column}: hours scored per fold: {listed}")
     return 0 if table["message"].isna().all() else 1
 
 

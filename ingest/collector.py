@@ -31,6 +31,7 @@ Run: `python -m ingest.collector` (settings from visitorflow.toml / VISITORFLOW_
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
@@ -43,12 +44,14 @@ from typing import NamedTuple
 import paho.mqtt.client as mqtt
 
 from ingest.broker_auth import COLLECTOR, BrokerAuthError, configure_client
+from ingest.collector_metrics import collector_health, collector_registry, newest_per_gate
 from ingest.routes import Parsed, ReadingBatch, Router, StatusChange, collector_routes
 from visitorflow.alerts import run_alert_step
 from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
-from visitorflow.clock import local_day_start_utc, to_local, to_utc, utc_now
+from visitorflow.clock import clock_speed, local_day_start_utc, to_local, to_utc, utc_now
 from visitorflow.contract import MAX_FUTURE_S, Reading
 from visitorflow.formats_ttn import DEFAULT_INTERVAL_S, FrameDedup
+from visitorflow.health import serve_health
 from visitorflow.settings import Settings, SettingsError, get_settings
 from visitorflow.store import Quarantined, Store, StoreError
 
@@ -56,8 +59,12 @@ from visitorflow.store import Quarantined, Store, StoreError
 LORAWAN_DEDUP_HORIZON = timedelta(hours=48)
 # Re-zero occupancy this long after closing: the last readings of the day are in by then.
 CLOSING_GRACE = timedelta(minutes=5)
-# Closing times and alert thresholds move by the minute: checking each minute is on time.
+# Closing times and alert thresholds move by the minute: checking each minute (on the clock
+# in force: a simulated minute when a scenario runs faster) is on time.
 HOUSEKEEPING_EVERY_S = 60
+# ... but not more often than this in wall time: each round reads the day's counts and
+# writes the evaluation, which a commit waits for.
+HOUSEKEEPING_MIN_WALL_S = 1.0
 # paho's reconnect back-off: retry a restarted broker at once, a long outage every 30 s.
 RECONNECT_MIN_DELAY_S, RECONNECT_MAX_DELAY_S = 1, 30
 # A store lock held longer than this by a reader is worth a line in the log.
@@ -86,6 +93,7 @@ class _Pending:
     statuses: list[StatusChange] = field(default_factory=list)
     quarantined: list[Quarantined] = field(default_factory=list)
     acks: list[_Ack] = field(default_factory=list)  # one per message
+    first_at: float | None = None  # monotonic time the oldest message arrived
 
     def __len__(self) -> int:
         return len(self.acks)
@@ -98,12 +106,16 @@ class _Pending:
         else:
             self.quarantined.append(parsed)
         self.acks.append(ack)
+        if self.first_at is None:
+            self.first_at = time.monotonic()
 
     def extend(self, other: _Pending) -> None:
         self.batches += other.batches
         self.statuses += other.statuses
         self.quarantined += other.quarantined
         self.acks += other.acks
+        if other.first_at is not None:
+            self.first_at = min(self.first_at or other.first_at, other.first_at)
 
 
 @dataclass
@@ -118,6 +130,8 @@ class CollectorStats:
     max_lock_wait_s: float = 0.0
     lorawan_duplicates: int = 0
     max_blocked_s: float = 0.0
+    last_commit_s: float = 0.0
+    last_commit_wall: float | None = None  # Unix time of the last commit
 
 
 class Collector:
@@ -147,6 +161,8 @@ class Collector:
         self._blocked_since: float | None = None  # first failed commit of a blocked spell
         self._rezeroed: set[tuple[str, date]] = set()
         self.stats = CollectorStats()
+        # The newest stored reading per (site, gate), for the metrics; from the store at start.
+        self.newest_reading_utc: dict[tuple[str, str], datetime] = {}
         self._pending = _Pending()
         self._lock = threading.Lock()
         self._batch_full = threading.Event()
@@ -197,6 +213,8 @@ class Collector:
         for topic_filter, rc in refused:
             log.error("broker refused the subscription to %s: %s (the ACL of the %r account)",
                       topic_filter, rc, COLLECTOR)
+        if not refused:
+            log.info("subscribed to %d topic filters", len(reason_codes))
 
     def topic_filters(self) -> list[str]:
         """The routing table's filters (ingest/routes.py), behind `$share/{group}/` when
@@ -223,6 +241,17 @@ class Collector:
             self.stats.received += 1
             if len(pending) >= self.settings.collector.max_batch:
                 self._batch_full.set()
+
+    def backlog(self) -> int:
+        """Messages received and not yet committed (the broker holds them until then)."""
+        with self._lock:
+            return len(self._pending)
+
+    def backlog_age_s(self) -> float:
+        """How long the oldest uncommitted message has waited (0 with none)."""
+        with self._lock:
+            first = self._pending.first_at
+        return 0.0 if first is None else time.monotonic() - first
 
     # -- committing ----------------------------------------------------------------------
 
@@ -282,6 +311,12 @@ class Collector:
         s.quarantined += result.quarantined
         s.commits += 1
         s.max_commit_s = max(s.max_commit_s, elapsed)
+        s.last_commit_s, s.last_commit_wall = elapsed, time.time()
+        for reading in readings:
+            key = (reading.site_id, reading.gate_id)
+            if reading.ts_utc > self.newest_reading_utc.get(key, reading.ts_utc):
+                self.newest_reading_utc[key] = reading.ts_utc
+            self.newest_reading_utc.setdefault(key, reading.ts_utc)
         s.max_lock_wait_s = max(s.max_lock_wait_s, result.lock_wait_s)
         if result.lock_wait_s > LOG_LOCK_WAIT_OVER_S:
             log.info("waited %.2f s for the store lock", result.lock_wait_s)
@@ -349,6 +384,10 @@ class Collector:
             self._stop = stop
         self.client.connect_async(*self.endpoint, keepalive=self.settings.mqtt.keepalive_s)
         self.client.loop_start()
+        # Each gate's newest stored reading, for the metrics: read while the connection
+        # and subscription proceed in the network thread, not before them.
+        with contextlib.suppress(StoreError):
+            self.newest_reading_utc.update(newest_per_gate(self.store.gate_health()))
         interval = self.settings.collector.commit_interval_s
         next_report = time.monotonic() + self.settings.collector.report_every_s
         next_rezero = time.monotonic()
@@ -364,7 +403,8 @@ class Collector:
                     self.rezero_closed_sites(utc_now())
                     run_alert_step(self._housekeeping_store, self.catalogue, self.settings,
                                    utc_now())
-                    next_rezero = time.monotonic() + HOUSEKEEPING_EVERY_S
+                    next_rezero = time.monotonic() + max(
+                        HOUSEKEEPING_MIN_WALL_S, HOUSEKEEPING_EVERY_S / clock_speed())
                 if time.monotonic() >= next_report:
                     log.info("stats: %s", self.stats)
                     next_report += self.settings.collector.report_every_s
@@ -417,8 +457,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: collector.stop())
+    port = settings.collector.health_port
+    health = (serve_health(port, collector_registry(collector),
+                           lambda: collector_health(collector)) if port else None)
     log.info("collecting %s into %s", collector.topic_filters(), settings.store.path)
-    collector.run()
+    try:
+        collector.run()
+    finally:
+        if health is not None:
+            health.shutdown()
     return 0
 
 

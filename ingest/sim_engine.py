@@ -73,8 +73,12 @@ class Engine:
     """Draws site-days; keeps a small cache so that stepping minute by minute is cheap."""
 
     def __init__(self, catalogue: Catalogue, tz: ZoneInfo, seed: int,
-                 model: ProfileModel | None = None) -> None:
+                 model: ProfileModel | None = None,
+                 crowd: dict[tuple[str, date], float] | None = None) -> None:
         self.catalogue = catalogue
+        # A scenario's what-if (data/scenarios.yaml): (site, local day) -> factor on every
+        # arrival stream's expected people that day. Empty: the profiles as they are.
+        self.crowd = dict(crowd or {})
         self.tz = tz
         self.seed = seed
         self.model = model or ProfileModel(catalogue, tz, seed)
@@ -151,12 +155,13 @@ class Engine:
         arrivals = np.zeros(MINUTES_PER_DAY, dtype=np.int64)
         leave_minutes = []
         expected = {}
+        factor = self.crowd.get(key, 1.0)
         for comp in self.components(site, day, rng):
-            expected[comp.name] = comp.expected
+            expected[comp.name] = comp.expected * factor
             total = comp.curve.sum()
             if total <= 0 or comp.expected <= 0:
                 continue
-            counts = rng.poisson(comp.curve * (comp.expected / total))
+            counts = rng.poisson(comp.curve * (comp.expected * factor / total))
             arrivals += counts
             minutes = np.repeat(np.arange(MINUTES_PER_DAY), counts)
             stay = rng.gamma(DWELL_GAMMA_SHAPE, comp.dwell_min / DWELL_GAMMA_SHAPE, len(minutes))

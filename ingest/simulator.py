@@ -50,7 +50,13 @@ from ingest.sim_engine import Engine, profile_model
 from ingest.sim_faults import FaultInjector
 from ingest.sim_replay import load_replay, replay
 from visitorflow.catalogue import Catalogue, CatalogueError, load_catalogue
-from visitorflow.clock import local_date, local_day_start_utc, to_utc, utc_now
+from visitorflow.clock import (
+    local_date,
+    local_day_start_utc,
+    to_utc,
+    utc_now,
+    wall_seconds_until,
+)
 from visitorflow.contract import Reading
 from visitorflow.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from visitorflow.store import Store, StoreError, readings_frame
@@ -63,9 +69,11 @@ class VisitorModel:
     visitor engine (`ingest/sim_engine.py`); keeps the true site occupancy per minute."""
 
     def __init__(self, catalogue: Catalogue, settings: Settings, seed: int,
-                 record_truth: bool = False) -> None:
+                 record_truth: bool = False,
+                 crowd: dict[tuple[str, date], float] | None = None) -> None:
         self.settings = settings
-        self.engine = Engine(catalogue, settings.tz, seed, profile_model(catalogue, settings, seed))
+        self.engine = Engine(catalogue, settings.tz, seed,
+                             profile_model(catalogue, settings, seed), crowd)
         self.sites = list(catalogue.sites)
         self.counters = {s.id: [GateCounter(s, g) for g in s.gates] for s in self.sites}
         self.record_truth = record_truth
@@ -117,6 +125,26 @@ def parse_start(value: str, settings: Settings) -> datetime:
     return start.replace(second=0, microsecond=0)
 
 
+def parse_crowd(factors: list[str], days: list[str],
+                catalogue: Catalogue) -> dict[tuple[str, date], float]:
+    """`--crowd SITE=FACTOR` and `--crowd-on DATE` as (site, local day) -> factor."""
+    if bool(factors) != bool(days):
+        raise ValueError("--crowd and --crowd-on go together")
+    on = [date.fromisoformat(d) for d in days]
+    crowd: dict[tuple[str, date], float] = {}
+    for item in factors:
+        site_id, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"--crowd {item!r}: expected SITE=FACTOR")
+        if site_id not in catalogue.by_id:
+            raise ValueError(f"--crowd {item!r}: no site {site_id!r} in the catalogue")
+        factor = float(value)
+        if factor <= 0:
+            raise ValueError(f"--crowd {item!r}: the factor must be above 0")
+        crowd.update({(site_id, day): factor for day in on})
+    return crowd
+
+
 def write_truth(truth_dir: Path, model: VisitorModel, clean: list[Reading],
                 injector: FaultInjector | None) -> None:
     """What truly happened in a run: site minutes, clean readings, faults (Parquet)."""
@@ -148,15 +176,18 @@ def run(
     truth_path: Path | None = None,
     stop: threading.Event | None = None,
     truth_dir: Path | None = None,
+    crowd: dict[tuple[str, date], float] | None = None,
 ) -> int:
     """Publish until `duration` of simulated time has passed (None: forever). `speed` None
     follows the wall clock; a number runs that many simulated seconds per real second
-    (math.inf: as fast as the broker acknowledges). Returns messages acknowledged."""
+    (math.inf: as fast as the broker acknowledges). `crowd`: (site, local day) -> factor on
+    that day's expected arrivals (a scenario's what-if). Returns messages acknowledged."""
     stop = stop or threading.Event()
     sim = settings.simulator
     interval = sim.interval_s
     truth = TruthLog(truth_path) if truth_path else None
-    model = VisitorModel(catalogue, settings, sim.seed, record_truth=truth_dir is not None)
+    model = VisitorModel(catalogue, settings, sim.seed, record_truth=truth_dir is not None,
+                         crowd=crowd)
     injector = FaultInjector(
         sim.faults, sim.seed, settings.mqtt.topic_prefix, settings.tz,
         sim.ttn_application_id, sim.ttn_tenant_id,
@@ -184,7 +215,8 @@ def run(
     try:
         while not stop.is_set() and (end_utc is None or tick_end <= end_utc):
             if speed is None:
-                wait = (tick_end - utc_now()).total_seconds()
+                # The clock in force: the wall clock, or a simulated one shared by the run.
+                wait = wall_seconds_until(tick_end)
             elif math.isinf(speed):
                 wait = 0.0
             else:
@@ -271,6 +303,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="replay: the site of a ds,y file")
     parser.add_argument("--no-progress", action="store_true",
                         help="backfill: no progress bar")
+    parser.add_argument("--crowd", action="append", default=[], metavar="SITE=FACTOR",
+                        help="live: multiply the site's expected arrivals by FACTOR on the "
+                             "--crowd-on days (a scenario's what-if; repeatable)")
+    parser.add_argument("--crowd-on", action="append", default=[], metavar="DATE",
+                        help="live: local date (YYYY-MM-DD) the --crowd factors apply to "
+                             "(repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     try:
@@ -281,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.mode == "replay":
             return _replay(args, settings, catalogue)
         start = parse_start(args.start, settings)
+        crowd = parse_crowd(args.crowd, args.crowd_on, catalogue)
         speed = None if args.speed is None else (
             math.inf if args.speed == "max" else float(args.speed)
         )
@@ -295,7 +334,7 @@ def main(argv: list[str] | None = None) -> int:
              args.speed or "wall clock")
     try:
         sent = run(settings, catalogue, start, duration, speed, args.truth_log, stop,
-                   args.truth_dir)
+                   args.truth_dir, crowd)
     except (ConnectionError, OSError, BrokerAuthError) as exc:
         log.error("%s", exc)
         return 2

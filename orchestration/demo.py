@@ -5,7 +5,9 @@ forecasts, dashboard, public visitor pages.
 into an empty store (so the forecasts have something to learn from), then starts each
 stage as its own process, logs to `run/logs/`, refits the forecasts once in the
 background, and stops everything on Ctrl-C or when a service dies. The live simulator
-back-fills today from local midnight over MQTT, then follows the wall clock. The broker
+back-fills today from local midnight over MQTT, then follows the wall clock. `--scenario
+NAME` plays a festival day of data/scenarios.yaml on a simulated clock instead
+(orchestration/scenario.py). The broker
 runs with accounts and ACL on (made from the catalogue in `mqtt.secrets_dir`; each
 simulated counter logs in with its own account, the collector with its own).
 """
@@ -18,11 +20,12 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ingest.broker import BrokerError, start_broker
 from orchestration.supervisor import start_process
-from visitorflow.settings import PROJECT_ROOT, SettingsError, get_settings
+from visitorflow.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from visitorflow.store import Store, StoreError
 from visitorflow.users import UsersError, ensure_first_admin
 
@@ -39,7 +42,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-years", type=float, default=1.0,
                         help="years of simulated history to back-fill into an empty store "
                              "(0: none)")
+    parser.add_argument("--scenario", default=None,
+                        help="play a scenario of data/scenarios.yaml instead (e.g. ky-cung; "
+                             "orchestration/scenario.py)")
+    parser.add_argument("--speed", type=float, default=None,
+                        help="with --scenario: simulated seconds per wall second (default: "
+                             "the day in about 10 minutes)")
     args = parser.parse_args(argv)
+    if args.scenario:
+        # The scenario's own command in this process's place (orchestration/scenario.py
+        # builds on this module's run_stack; importing it here would make a cycle).
+        os.execv(sys.executable, [
+            sys.executable, "-m", "orchestration.scenario", args.scenario,
+            "--dashboard-port", str(args.dashboard_port),
+            *(["--speed", str(args.speed)] if args.speed else [])])
+    if args.speed is not None:
+        parser.error("--speed goes with --scenario (the plain demo follows the wall clock)")
     try:
         settings = get_settings()
     except SettingsError as exc:
@@ -58,8 +76,6 @@ def main(argv: list[str] | None = None) -> int:
               f"{first_admin} (readable by you only). Add officials with: python -m "
               "visitorflow.users add NAME --role operator", flush=True)
     run_dir = PROJECT_ROOT / "run"
-    log_dir = run_dir / "logs"
-    log_dir.mkdir(parents=True, exist_ok=True)
     python = sys.executable
     try:
         has_history = Store.from_settings(settings).latest_reading_utc() is not None
@@ -73,6 +89,22 @@ def main(argv: list[str] | None = None) -> int:
         if backfill.returncode != 0:
             print("error: the history back-fill failed (see above)", file=sys.stderr)
             return 1
+    return run_stack(settings, run_dir, args.dashboard_port,
+                     ["--start", args.sim_start], refit=True)
+
+
+def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
+              simulator_args: list[str], *, refit: bool,
+              env: dict[str, str] | None = None,
+              on_tick: Callable[[], bool] | None = None) -> int:
+    """The demo's processes: a broker on `settings.mqtt`, then the collector, the live
+    simulator (`simulator_args`), the dashboard, the public pages and, with `refit`, one
+    forecast run, each logging to `run_dir/logs/`, all with `env` (default: this process's).
+    Runs until Ctrl-C or SIGTERM, a service dying, or `on_tick()` (called twice a second)
+    returning False; then stops them all. Returns the exit code."""
+    log_dir = run_dir / "logs"
+    log_dir.mkdir(parents=True, exist_ok=True)
+    python = sys.executable
     try:
         broker = start_broker(run_dir / "broker", settings.mqtt.port, settings.mqtt.host)
     except BrokerError as exc:
@@ -90,19 +122,22 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, stop)
     signal.signal(signal.SIGTERM, stop)
     try:
-        procs.append(start_process("collector", [python, "-m", "ingest.collector"], log_dir))
-        procs.append(start_process("simulator", [python, "-m", "ingest.simulator", "--start",
-                                                 args.sim_start], log_dir))
+        procs.append(start_process("collector", [python, "-m", "ingest.collector"], log_dir,
+                                   env=env))
+        procs.append(start_process("simulator", [python, "-m", "ingest.simulator",
+                                                 *simulator_args], log_dir, env=env))
         procs.append(start_process("dashboard", [
             python, "-m", "streamlit", "run", "dashboard/app.py",
-            "--server.port", str(args.dashboard_port), "--server.headless", "true",
+            "--server.port", str(dashboard_port), "--server.headless", "true",
             "--browser.gatherUsageStats", "false",
-        ], log_dir))
+        ], log_dir, env=env))
         # The visitors' pages behind the QR codes: a process of its own, on its own port.
-        procs.append(start_process("public", [python, "-m", "public.server"], log_dir))
-        # One refit in the background: its forecasts land in the store for the dashboard.
-        forecast = start_process("forecast",
-                                 [python, "-m", "forecasting.run", "--no-progress"], log_dir)
+        procs.append(start_process("public", [python, "-m", "public.server"], log_dir,
+                                   env=env))
+        if refit:
+            # One refit in the background: its forecasts land in the store for the dashboard.
+            forecast = start_process("forecast", [python, "-m", "forecasting.run",
+                                                  "--no-progress"], log_dir, env=env)
         print(f"broker on {settings.mqtt.host}:{settings.mqtt.port}, store {settings.store.path}")
         # start_broker made or refreshed the accounts: anonymous clients are refused.
         print(f"broker accounts and ACL (auth on) in {settings.mqtt.secrets_dir}"
@@ -110,11 +145,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"logs in {log_dir}")
         print(f"visitors' pages and feed: http://localhost:{settings.public.port}/  "
               f"(QR codes: make qr)")
-        print(f"dashboard: http://localhost:{args.dashboard_port}   (Ctrl-C stops everything)")
-        print(f"sign in with an account of {settings.auth.users_path}")
+        print(f"dashboard: http://localhost:{dashboard_port}   (Ctrl-C stops everything)",
+              flush=True)
+        print(f"sign in with an account of {settings.auth.users_path}", flush=True)
         forecast_reported = False
         while not stopping:
-            if not forecast_reported and forecast.poll() is not None:
+            if forecast is not None and not forecast_reported and forecast.poll() is not None:
                 forecast_reported = True
                 outcome = "written" if forecast.returncode == 0 else (
                     f"finished with errors (exit {forecast.returncode}, see forecast.log)")
@@ -127,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"error: the {name} stopped (exit {proc.returncode}); "
                           f"last lines of {log}:\n{_tail(log)}", file=sys.stderr)
                     return 1
+            if on_tick is not None and not on_tick():
+                break
             time.sleep(0.5)
         return 0
     finally:
@@ -140,8 +178,7 @@ def main(argv: list[str] | None = None) -> int:
                 proc.wait(15)
             except subprocess.TimeoutExpired:
                 proc.kill()
-        print("demo stopped")
-
+        print("demo stopped", flush=True)
 
 if __name__ == "__main__":
     os.environ.setdefault("PYTHONUNBUFFERED", "1")

@@ -32,9 +32,12 @@ from typing import Any
 from urllib.parse import parse_qs
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter
+
 from public.page import choose_language, index_page, message_page, site_page
 from public.status import StatusCache, StatusUnavailable
 from visitorflow.catalogue import CatalogueError, load_catalogue
+from visitorflow.health import health_response, metrics_response
 from visitorflow.settings import Settings, SettingsError, get_settings
 
 log = logging.getLogger("public.server")
@@ -60,6 +63,12 @@ class PublicApp:
     def __init__(self, settings: Settings, cache: StatusCache) -> None:
         self.settings = settings
         self.cache = cache
+        self.registry = CollectorRegistry()
+        self.requests = Counter("visitorflow_public_requests", "Requests answered",
+                                ["route", "code"], registry=self.registry)
+        self.unavailable = Counter("visitorflow_public_status_unavailable",
+                                   "Requests answered 503: no status could be read",
+                                   registry=self.registry)
 
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ.get("REQUEST_METHOD", "GET")
@@ -76,6 +85,7 @@ class PublicApp:
                 status, headers, body = self._route(path, lang)
             except StatusUnavailable as exc:
                 log.warning("status unavailable: %s", exc)
+                self.unavailable.inc()
                 status, headers, body = self._html("503 Service Unavailable",
                                                    message_page("unavailable", lang), lang, 0)
                 headers.append(("Retry-After", "30"))
@@ -83,14 +93,19 @@ class PublicApp:
             body = gzip.compress(body, 6)
             headers.append(("Content-Encoding", "gzip"))
         headers += [("Content-Length", str(len(body))), ("Vary", "Accept-Encoding")]
+        self.requests.labels(_route_name(path), status.split(" ", 1)[0]).inc()
         start_response(status, headers + _SECURITY)
         return [b"" if method == "HEAD" else body]
 
     def _route(self, path: str, lang: str) -> tuple[str, list[tuple[str, str]], bytes]:
         max_age = int(self.settings.public.cache_s)
         if path == "/healthz":
-            return "200 OK", [("Content-Type", "text/plain; charset=utf-8"),
-                              ("Cache-Control", "no-store")], b"ok\n"
+            code, body = health_response(self._health)
+            return ("200 OK" if code == 200 else "503 Service Unavailable",
+                    [("Content-Type", "application/json"), ("Cache-Control", "no-store")], body)
+        if path == "/metrics":
+            return "200 OK", [("Content-Type", CONTENT_TYPE_LATEST),
+                              ("Cache-Control", "no-store")], metrics_response(self.registry)
         if path == "/api/v1/sites.json":
             return self._json({"generated": self._generated(),
                                "sites": self.cache.all_sites()}, max_age)
@@ -106,6 +121,13 @@ class PublicApp:
         if path == "/":
             return self._html("200 OK", index_page(self.cache.all_sites(), lang), lang, max_age)
         return self._html("404 Not Found", message_page("not_found", lang), lang, max_age)
+
+    def _health(self) -> tuple[bool, dict]:
+        """Healthy when every site's status can be served (from the store or the cache)."""
+        try:
+            return True, {"generated": self._generated()}
+        except StatusUnavailable as exc:
+            return False, {"problems": [f"no status to serve: {exc}"]}
 
     def _generated(self) -> str | None:
         statuses = self.cache.all_sites()
@@ -124,6 +146,17 @@ class PublicApp:
         return status, [("Content-Type", "application/json; charset=utf-8"),
                         ("Cache-Control", f"public, max-age={max_age}"),
                         ("Access-Control-Allow-Origin", "*")], body
+
+
+def _route_name(path: str) -> str:
+    """A request's route for the metrics: a few names, never the raw path (unbounded)."""
+    if path in ("/", "/healthz", "/metrics", "/api/v1/sites.json"):
+        return path
+    if _SITE_FEED.match(path):
+        return "/api/v1/sites/{site}.json"
+    if _SITE_PAGE.match(path):
+        return "/site/{site}"
+    return "other"
 
 
 def create_app(settings: Settings | None = None) -> PublicApp:

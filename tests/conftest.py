@@ -17,6 +17,9 @@ import pytest
 from ingest.broker import BrokerError, start_broker
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 
+# Fixtures kept in their own modules, shared by several test files.
+pytest_plugins = ["tests.serve_support"]
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -45,6 +48,11 @@ def settings(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Settin
     monkeypatch.setenv("VISITORFLOW_MQTT__SECRETS_DIR", str(tmp_path / "secrets"))
     monkeypatch.setenv("VISITORFLOW_MQTT__TEST_ACCOUNT", "true")
     monkeypatch.setenv("VISITORFLOW_CONFIG", str(tmp_path / "none.toml"))
+    # The long-running processes' health ports and the scheduler's folders, per test.
+    monkeypatch.setenv("VISITORFLOW_COLLECTOR__HEALTH_PORT", str(free_port()))
+    monkeypatch.setenv("VISITORFLOW_SCHEDULE__HEALTH_PORT", str(free_port()))
+    for name in ("backup_dir", "archive_dir", "export_dir"):
+        monkeypatch.setenv(f"VISITORFLOW_SCHEDULE__{name.upper()}", str(tmp_path / name))
     # Never the real accounts; a failed sign-in waits 0 s here (tests/test_dashboard_auth.py
     # sets the delay where it checks it).
     monkeypatch.setenv("VISITORFLOW_AUTH__USERS_PATH", str(tmp_path / "dashboard_users.json"))
@@ -93,6 +101,14 @@ class Processes:
                     proc.wait(15)
                 except subprocess.TimeoutExpired:
                     proc.kill()
+
+
+def wait_subscribed(collector: subprocess.Popen, timeout_s: float = 20) -> None:
+    """Until the collector started by `Processes` has subscribed: the broker keeps a
+    message for the collector's session only from then on."""
+    log_path: Path = collector.log_path  # type: ignore[attr-defined]
+    wait_until(lambda: "subscribed to" in log_path.read_text(errors="replace"), timeout_s,
+               "the collector to subscribe")
 
 
 @pytest.fixture

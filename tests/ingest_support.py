@@ -13,8 +13,11 @@ import paho.mqtt.client as mqtt
 import yaml
 
 from ingest.broker_auth import TEST_FLEET, apply_account
+from ingest.sim_counters import read_truth_log
 from visitorflow.catalogue import Catalogue, load_catalogue
-from visitorflow.settings import PROJECT_ROOT, get_settings
+from visitorflow.contract import parse_counts
+from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
+from visitorflow.store import Store, StoreError
 
 # Two LoRaWAN counters for the tests: a VS133-type at Kỳ Lừa north gate, a VS350-type at
 # the Kỳ Lừa south gate. Test values, not real devices.
@@ -134,3 +137,37 @@ def native_stream(catalogue: Catalogue, n: int, start_utc: datetime,
                          native(seq, ts, n_in, n_out, device=gate.counter_id,
                                 in_total=total, out_total=None)))
     return messages
+
+
+# -- what was published against what was stored ----------------------------------------
+
+KEY = ["device_id", "seq", "ts_utc", "site_id", "gate_id", "interval_s", "count_in",
+       "count_out", "in_total", "out_total", "battery_pct"]
+
+
+def stored_rows(store: Store) -> int:
+    try:
+        return store.table_counts()["readings"]
+    except StoreError:  # not created yet, or the collector holds it right now
+        return -1
+
+
+def truth_rows(truth: Path, settings: Settings) -> list[tuple]:
+    catalogue = load_catalogue(settings.catalogue_path)
+    rows = []
+    for message in read_truth_log(truth):
+        r = parse_counts(message["topic"], message["payload"].encode(), catalogue,
+                         settings.mqtt.topic_prefix)
+        rows.append((r.device_id, r.seq, r.ts_utc, r.site_id, r.gate_id, r.interval_s,
+                     r.count_in, r.count_out, r.in_total, r.out_total, r.battery_pct))
+    return sorted(rows)
+
+
+def store_rows(store: Store) -> list[tuple]:
+    frame = store.readings()[KEY]
+    rows = []
+    for rec in frame.itertuples(index=False):
+        rows.append((rec.device_id, int(rec.seq), rec.ts_utc.to_pydatetime(), rec.site_id,
+                     rec.gate_id, int(rec.interval_s), int(rec.count_in), int(rec.count_out),
+                     int(rec.in_total), int(rec.out_total), float(rec.battery_pct)))
+    return sorted(rows)

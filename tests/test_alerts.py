@@ -111,7 +111,7 @@ def test_forecast_alerts_take_the_first_risky_hour_and_clear_with_a_margin() -> 
 def test_forecast_message_in_three_languages() -> None:
     msg = {lang: va.alert_message("Tam Thanh", "forecast", "overload", lang, "14:00", p=0.8)
            for lang in LANGUAGES}
-    assert msg["en"] == "Tam Thanh likely overloaded from 14:00 (p = 0.8)"
+    assert msg["en"] == "Tam Thanh likely overloaded from 14:00 (probability 80%)"
     assert "14:00" in msg["vi"] and "14:00" in msg["zh"]
 
 
@@ -203,7 +203,27 @@ def test_the_collector_step_raises_forecast_alerts_from_the_latest_run(
     alert = store.open_alerts().iloc[0]
     assert (alert["kind"], alert["level"], alert["run_id"]) == ("forecast", "overload", "r1")
     # 05:00 UTC is 12:00 in Lạng Sơn.
-    assert alert["message"] == "Động Tam Thanh có khả năng quá tải từ 12:00 (p = 0.8)"
+    assert alert["message"] == "Động Tam Thanh có khả năng quá tải từ 12:00 (xác suất 80%)"
+
+
+def test_live_alerts_keep_coming_when_the_forecast_is_stale(settings: Settings) -> None:
+    """Refits failing for days: the last forecast ran out, forecast alerts fall silent, and
+    the live counts still raise their alerts."""
+    store = Store.from_settings(settings)
+    store.initialise()
+    catalogue = load_catalogue(settings.catalogue_path)
+    old = datetime(2026, 11, 17, 3, 0)  # four days before NOW, its hours long past
+    store.write_forecast_run(
+        {"run_id": "old", "created_at_utc": old, "history_end_utc": old,
+         "settings_json": "{}", "sites_ok": 1, "sites_failed": 0, "wall_s": 1.0},
+        pd.DataFrame([{"site_id": "tam_thanh", "status": "ok", "message": None, "fit_s": 1.0,
+                       "regressors": "", "backtest_mae_ratio": 0.8}]),
+        _forecast([0.99] * 24, old).drop(columns="run_id"), pd.DataFrame(),
+    )
+    _minutes(store, "tam_thanh", "main", datetime(2026, 11, 21, 2, 50),
+             [(400, 0)] + [(0, 0)] * 9)
+    raised, _ = va.evaluate_alerts(store, catalogue, settings, NOW)
+    assert list(zip(raised["kind"], raised["level"], strict=True)) == [("live", "overload")]
 
 
 def test_acknowledgements_are_kept_with_their_note(settings: Settings) -> None:

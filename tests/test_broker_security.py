@@ -44,7 +44,7 @@ from visitorflow.clock import utc_now
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store, StoreError
 
-from .conftest import Processes, free_port, wait_until
+from .conftest import Processes, free_port, wait_subscribed, wait_until
 from .ingest_support import native
 
 pytestmark = pytest.mark.e2e
@@ -181,6 +181,7 @@ def test_a_counter_cannot_publish_for_another_gate_and_nothing_reaches_the_store
     collector = processes.start("ingest.collector")
     store = Store.from_settings(settings)
     wait_until(lambda: stored(store)[1] == 0, 15, "the collector to create the store")
+    wait_subscribed(collector)
     wait_until(lambda: b"connected to" in collector.log_path.read_bytes(), 15,
                "the collector to log in with its account")
     now = utc_now().replace(second=0, microsecond=0) - timedelta(minutes=10)

@@ -22,7 +22,7 @@ from visitorflow.live import no_data_notices
 from visitorflow.settings import Settings, get_settings
 from visitorflow.store import Store, StoreError
 
-from .conftest import Processes, wait_until
+from .conftest import Processes, wait_subscribed, wait_until
 from .ingest_support import (
     VS133_EUI,
     WindowPublisher,
@@ -59,6 +59,7 @@ def counts(store: Store) -> dict[str, int]:
 def start_collector(processes: Processes, store: Store, *args: str):
     proc = processes.start("ingest.collector", *args)
     wait_until(lambda: counts(store)["readings"] >= 0, 15, "the collector to create the store")
+    wait_subscribed(proc)
     return proc
 
 

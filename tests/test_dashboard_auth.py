@@ -20,6 +20,7 @@ from visitorflow.catalogue import load_catalogue
 from visitorflow.clock import utc_now
 from visitorflow.limits import effective_limits
 from visitorflow.live import live_status
+from visitorflow.sessions import Refused, sessions_for
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
 from visitorflow.store import Store
 from visitorflow.users import (
@@ -30,6 +31,7 @@ from visitorflow.users import (
     ensure_first_admin,
     hash_password,
     load_users,
+    set_role,
     verify_password,
 )
 
@@ -173,20 +175,37 @@ def test_failed_sign_ins_are_delayed_then_locked(
 
 
 def test_a_session_expires_and_sign_out_ends_it(
-    settings: Settings, signed_in_app: Callable[..., AppTest]
+    settings: Settings, signed_in_app: Callable[..., AppTest], dashboard_users: dict[str, str]
 ) -> None:
+    sessions = sessions_for(settings.auth)
+    viewer = load_users(settings.auth.users_path)[dashboard_users["viewer"]]
     at = signed_in_app("viewer")
-    at.session_state["signed_in"] = {
-        **at.session_state["signed_in"],
-        "at": time.time() - settings.auth.session_hours * 3600 - 1,
-    }
+    at.session_state["signed_in"] = {"token": sessions.issue(
+        viewer, now=time.time() - settings.auth.session_hours * 3600 - 1)}
     at.run()
     assert [t.value for t in at.title] == ["Đăng nhập"]
     assert any("hết hạn" in i.value for i in at.info)
 
     at = signed_in_app("viewer")
+    token = at.session_state["signed_in"]["token"]
     at.sidebar.button(key="sign_out").click().run()
     assert [t.value for t in at.title] == ["Đăng nhập"]
+    assert not at.info, "signing out is no expiry"
+    # A copy of the token (the browser's cookie) is refused from now on.
+    assert sessions.check(token, load_users(settings.auth.users_path)) == (
+        None, Refused.SIGNED_OUT)
+
+
+def test_a_changed_role_ends_the_session(
+    settings: Settings, signed_in_app: Callable[..., AppTest], dashboard_users: dict[str, str]
+) -> None:
+    at = signed_in_app("operator")
+    set_role(settings.auth.users_path, dashboard_users["operator"], "viewer")
+    at.run()
+    assert [t.value for t in at.title] == ["Đăng nhập"]
+    assert any("Quyền của tài khoản đã thay đổi" in i.value for i in at.info)
+    sign_in(at, dashboard_users["operator"])
+    assert any("(xem)" in c.value for c in at.sidebar.caption), "signed in again as viewer"
 
 
 def test_a_removed_account_is_signed_out_at_once(

@@ -117,6 +117,22 @@ def _pixels(png: bytes) -> np.ndarray:
     return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(int)
 
 
+def _settled_map_pixels(page: Page) -> np.ndarray:
+    """The map's pixels once no element of the page is greyed out as stale (Streamlit fades
+    them while a run is going on, and the page refreshes itself every few seconds)."""
+    def faded() -> bool:
+        return page.locator(MAP).evaluate(
+            "el => !!el.closest('[data-stale=\"true\"]')")
+
+    for _ in range(80):
+        if not faded():
+            shot = page.locator(MAP).screenshot()
+            if not faded():
+                return _pixels(shot)
+        page.wait_for_timeout(250)
+    pytest.fail("the page never settled for a screenshot")
+
+
 def _province_mask(rgb: np.ndarray) -> np.ndarray:
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     return abs(r - 252) + abs(g - 253) + abs(b - 247) <= 6
@@ -171,7 +187,9 @@ def test_map_draws_offline_and_keeps_the_pan_across_refreshes(
             page.wait_for_timeout(2000)
             chart = page.locator(MAP)
             text = page.inner_text("body")
-            first = _pixels(chart.screenshot())
+            # Not while a run greys the page out: on a loaded machine the live page's own
+            # refreshes can keep it faded for seconds.
+            first = _settled_map_pixels(page)
             page.screenshot(path=str(tmp_path / "dashboard.png"), full_page=True)
 
             # The official drags the map 200 px to the left ...
@@ -182,7 +200,7 @@ def test_map_draws_offline_and_keeps_the_pan_across_refreshes(
             page.mouse.move(cx - 200, cy, steps=10)
             page.mouse.up()
             page.wait_for_timeout(500)
-            panned = _pixels(chart.screenshot())
+            panned = _settled_map_pixels(page)
             # ... new counts arrive and the page refreshes on its own ...
             now = utc_now()
             Store.from_settings(dashboard_store).write_batch(
@@ -193,7 +211,7 @@ def test_map_draws_offline_and_keeps_the_pan_across_refreshes(
                 timeout=10 * REFRESH_S * 1000
             )
             page.wait_for_timeout(1000)
-            refreshed = _pixels(chart.screenshot())
+            refreshed = _settled_map_pixels(page)
             page.screenshot(path=str(tmp_path / "dashboard_refreshed.png"), full_page=True)
         finally:
             browser.close()

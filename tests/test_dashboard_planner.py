@@ -89,7 +89,7 @@ def test_a_week_ahead_per_site_with_heat_map_and_exports(
     assert first["Ngày cao điểm"] == planned_store["tam_at"].strftime("%d/%m/%Y")
     assert first["Giờ cao điểm"] == planned_store["tam_at"].strftime("%d/%m 10:00")
     assert first["Khách có mặt tối đa"] == "420" and first["% sức chứa"] == 120
-    assert first["Xác suất quá tải cao nhất"] == 1.0
+    assert first["Xác suất quá tải cao nhất (%)"] == 100
     assert first["Dự báo dùng"] == "theo giờ"
     assert table.iloc[1]["Điểm"] == "Đền Kỳ Cùng"
     assert len(at.get("arrow_vega_lite_chart")) + len(at.get("vega_lite_chart")) == 1

@@ -115,3 +115,4 @@ def test_a_fresh_folder_shows_the_recorded_reference(
     assert "reference" not in infos(at)
     assert "seed 7," in " ".join(m.value for m in at.markdown)
     assert at.main.selectbox[0].value.name == "seed7.json"
+

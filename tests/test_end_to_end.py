@@ -9,47 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from ingest.sim_counters import read_truth_log
-from visitorflow.catalogue import load_catalogue
-from visitorflow.contract import parse_counts
 from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreError
 
-from .conftest import Processes, wait_until
+from .conftest import Processes, wait_subscribed, wait_until
+from .ingest_support import store_rows, stored_rows, truth_rows
 
 pytestmark = pytest.mark.e2e
-
-KEY = ["device_id", "seq", "ts_utc", "site_id", "gate_id", "interval_s", "count_in",
-       "count_out", "in_total", "out_total", "battery_pct"]
-
-
-def stored_rows(store: Store) -> int:
-    try:
-        return store.table_counts()["readings"]
-    except StoreError:  # not created yet, or the collector holds it right now
-        return -1
-
-
-def truth_rows(truth: Path, settings: Settings) -> list[tuple]:
-    catalogue = load_catalogue(settings.catalogue_path)
-    rows = []
-    for message in read_truth_log(truth):
-        r = parse_counts(message["topic"], message["payload"].encode(), catalogue,
-                         settings.mqtt.topic_prefix)
-        rows.append((r.device_id, r.seq, r.ts_utc, r.site_id, r.gate_id, r.interval_s,
-                     r.count_in, r.count_out, r.in_total, r.out_total, r.battery_pct))
-    return sorted(rows)
-
-
-def store_rows(store: Store) -> list[tuple]:
-    frame = store.readings()[KEY]
-    rows = []
-    for rec in frame.itertuples(index=False):
-        rows.append((rec.device_id, int(rec.seq), rec.ts_utc.to_pydatetime(), rec.site_id,
-                     rec.gate_id, int(rec.interval_s), int(rec.count_in), int(rec.count_out),
-                     int(rec.in_total), int(rec.out_total), float(rec.battery_pct)))
-    return sorted(rows)
-
 
 def simulate(processes: Processes, truth: Path, minutes: int) -> None:
     sim = processes.start(
@@ -65,6 +31,7 @@ def test_published_readings_are_stored_exactly(
     collector = processes.start("ingest.collector")
     store = Store.from_settings(settings)
     wait_until(lambda: stored_rows(store) == 0, 15, "the collector to create the store")
+    wait_subscribed(collector)
     truth = tmp_path / "truth.jsonl"
     simulate(processes, truth, minutes=180)  # 23 gates × 180 intervals
     expected = truth_rows(truth, settings)
@@ -85,6 +52,7 @@ def test_valid_and_malformed_payloads_from_mosquitto_pub(
     collector = processes.start("ingest.collector")
     store = Store.from_settings(settings)
     wait_until(lambda: stored_rows(store) == 0, 15, "the collector to create the store")
+    wait_subscribed(collector)
     topic = "langson/v1/tam_thanh/main/counts"
     good = {"device_id": "lsn-tam_thanh-main", "seq": 1, "ts": "2026-02-21T09:01:00+07:00",
             "interval_s": 60, "in": 12, "out": 3, "in_total": 512, "out_total": 400,
@@ -123,6 +91,7 @@ def test_killed_collector_loses_nothing_and_stores_nothing_twice(
     first = processes.start("ingest.collector")
     store = Store.from_settings(settings)
     wait_until(lambda: stored_rows(store) == 0, 15, "the collector to create the store")
+    wait_subscribed(first)
     truth = tmp_path / "truth.jsonl"
     sim = processes.start(
         "ingest.simulator", "--start", "2026-02-21T08:00+07:00", "--minutes", "600",

@@ -10,14 +10,13 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import psutil
 import pytest
 
-from orchestration.schedule import RefitScheduler, next_refit_utc
+from orchestration.schedule import ScheduledJob, next_refit_utc
 from orchestration.supervisor import (
     FIRST_RESTART_DELAY_S,
     MAX_RESTART_DELAY_S,
@@ -26,8 +25,8 @@ from orchestration.supervisor import (
     Supervisor,
 )
 from tests.conftest import wait_until
+from tests.serve_support import SUBSET, child_pids
 from visitorflow.settings import (
-    PROJECT_ROOT,
     AlertSettings,
     ScheduleSettings,
     Settings,
@@ -102,16 +101,16 @@ DUE = datetime(2026, 12, 3, 22, 0)  # 05:00 local on Dec 4
 def test_refit_still_running_is_not_started_twice(tmp_path: Path,
                                                   caplog: pytest.LogCaptureFixture) -> None:
     slow = [sys.executable, "-c", "import time; time.sleep(60)"]
-    scheduler = RefitScheduler((5, 6), HANOI, tmp_path, DUE - timedelta(minutes=1), slow)
+    scheduler = ScheduledJob("refit", (5, 6), HANOI, tmp_path, DUE - timedelta(minutes=1), slow)
     caplog.set_level(logging.INFO, logger="schedule")
     try:
         scheduler.tick(DUE - timedelta(seconds=1))
-        assert scheduler.refit is None  # not due yet
+        assert scheduler.process is None  # not due yet
         scheduler.tick(DUE)
-        first = scheduler.refit
+        first = scheduler.process
         assert first is not None and first.poll() is None
         scheduler.tick(DUE + timedelta(hours=1))  # 06:00 local: the 05:00 run still going
-        assert scheduler.refit is first
+        assert scheduler.process is first
         assert "skipped: the previous one" in caplog.text
         assert sum(r.getMessage().startswith("refit due at") and "started" in r.getMessage()
                    for r in caplog.records) == 1
@@ -124,13 +123,15 @@ def test_refit_still_running_is_not_started_twice(tmp_path: Path,
 def test_failed_refit_is_logged_with_its_exit_code(tmp_path: Path,
                                                    caplog: pytest.LogCaptureFixture) -> None:
     failing = [sys.executable, "-c", "import sys; print('no history'); sys.exit(3)"]
-    scheduler = RefitScheduler((5,), HANOI, tmp_path, DUE - timedelta(minutes=1), failing)
+    scheduler = ScheduledJob("refit", (5,), HANOI, tmp_path, DUE - timedelta(minutes=1), failing)
     caplog.set_level(logging.INFO, logger="schedule")
     scheduler.tick(DUE)
-    assert scheduler.refit is not None
-    scheduler.refit.wait(10)
-    scheduler.tick(DUE + timedelta(minutes=1))
-    assert scheduler.refit is None
+    assert scheduler.process is not None
+    scheduler.process.wait(10)
+    outcome = scheduler.tick(DUE + timedelta(minutes=1))
+    assert scheduler.process is None
+    assert outcome is not None and not outcome.ok and outcome.job == "refit"
+    assert outcome.detail == "exit 3: no history"
     assert "refit failed (exit 3)" in caplog.text
     assert "no history" in (tmp_path / "refit.log").read_text()
 
@@ -182,59 +183,6 @@ def test_restart_backoff_doubles_to_its_cap_and_resets_after_a_stable_run(
 
 
 # -- the service with real processes ---------------------------------------------------------
-
-SUBSET = ("broker", "collector", "scheduler")
-MODULES = {"broker": "ingest.broker", "collector": "ingest.collector",
-           "scheduler": "orchestration.schedule"}
-
-
-def child_pids(serve: subprocess.Popen) -> dict[str, int]:
-    """The live (not zombie) direct children of serve, by service name."""
-    found = {}
-    for proc in psutil.Process(serve.pid).children():
-        try:
-            if proc.status() == psutil.STATUS_ZOMBIE:
-                continue
-            cmdline = proc.cmdline()
-        except psutil.Error:
-            continue
-        for name, module in MODULES.items():
-            if module in cmdline:
-                found[name] = proc.pid
-    return found
-
-
-@pytest.fixture
-def serve(settings: Settings, tmp_path: Path) -> Iterator[tuple[subprocess.Popen, Path]]:
-    """`python -m orchestration.serve --only broker,collector,scheduler`, once the collector
-    is connected to the broker; everything it started is killed at the end whatever happens."""
-    run_dir = tmp_path / "run"
-    with (tmp_path / "serve.out").open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "orchestration.serve", "--only", ",".join(SUBSET),
-             "--run-dir", str(run_dir)],
-            cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=out, stderr=subprocess.STDOUT)
-    family: list[psutil.Process] = []
-    try:
-        collector_log = run_dir / "logs" / "collector.log"
-        wait_until(lambda: set(child_pids(proc)) == set(SUBSET)
-                   and collector_log.exists() and "connected to" in collector_log.read_text(),
-                   20, "serve's broker, collector and scheduler, the collector connected")
-        family = psutil.Process(proc.pid).children(recursive=True)
-        yield proc, run_dir
-    finally:
-        if proc.poll() is None:
-            family += psutil.Process(proc.pid).children(recursive=True)
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        for leftover in family:
-            if leftover.is_running():
-                leftover.kill()
-
 
 @pytest.mark.e2e
 def test_serve_restarts_a_killed_collector(serve: tuple[subprocess.Popen, Path]) -> None:

@@ -21,7 +21,7 @@ from visitorflow.formats_ttn import dev_eui_index, parse_uplink
 from visitorflow.settings import Settings, get_settings
 from visitorflow.store import Store, StoreError
 
-from .conftest import Processes, wait_until
+from .conftest import Processes, wait_subscribed, wait_until
 
 pytestmark = pytest.mark.e2e
 
@@ -76,9 +76,10 @@ def test_live_run_with_faults_matches_truth(
     settings = get_settings()
     assert settings.simulator.faults.ttn_gates == [TTN_GATE]
     # The simulated LoRaWAN counter reports every simulator interval (60 s).
-    processes.start("ingest.collector", "--lorawan-interval-s", "60")
+    collector = processes.start("ingest.collector", "--lorawan-interval-s", "60")
     store = Store.from_settings(settings)
     wait_until(lambda: stored_rows(store) == 0, 15, "the collector to create the store")
+    wait_subscribed(collector)
     truth_dir, truth_log = tmp_path / "truth", tmp_path / "acked.jsonl"
     sim = processes.start(
         "ingest.simulator", "--start", "2026-02-21T08:00+07:00", "--minutes", "240",

@@ -13,7 +13,7 @@ from visitorflow.catalogue import load_catalogue
 from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreError
 
-from .conftest import Processes, wait_until
+from .conftest import Processes, wait_subscribed, wait_until
 
 EXPORT = """ts,site_id,gate_id,in,out
 2026-02-21T08:00+07:00,tam_thanh,main,12,3
@@ -53,7 +53,7 @@ def test_replay_through_broker_and_collector(
 ) -> None:
     path = tmp_path / "export.csv"
     path.write_text(EXPORT, encoding="utf-8")
-    processes.start("ingest.collector")
+    collector = processes.start("ingest.collector")
     store = Store.from_settings(settings)
 
     def stored() -> int:
@@ -63,6 +63,7 @@ def test_replay_through_broker_and_collector(
             return -1
 
     wait_until(lambda: stored() == 0, 15, "the collector to create the store")
+    wait_subscribed(collector)
     sim = processes.start("ingest.simulator", "--mode", "replay", "--replay", str(path),
                           "--truth-log", str(tmp_path / "acked.jsonl"))
     assert sim.wait(60) == 0, sim.log_path.read_text()

@@ -53,9 +53,9 @@ MESSAGES = {
         "zh": "{site}：自 {time} 起{level}（{occupancy}/{capacity} 人）",
     },
     "forecast": {
-        "vi": "{site} có khả năng quá tải từ {time} (p = {p:.1f})",
-        "en": "{site} likely overloaded from {time} (p = {p:.1f})",
-        "zh": "{site} 预计自 {time} 起超载（p = {p:.1f}）",
+        "vi": "{site} có khả năng quá tải từ {time} (xác suất {p:.0%})",
+        "en": "{site} likely overloaded from {time} (probability {p:.0%})",
+        "zh": "{site} 预计自 {time} 起超载（概率 {p:.0%}）",
     },
 }
 

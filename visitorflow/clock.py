@@ -9,11 +9,14 @@ functions below are the only conversions between the two. `tz` is `settings.tz` 
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, date, datetime, timedelta
 from typing import TypeVar, overload
 from zoneinfo import ZoneInfo
 
 import pandas as pd
+
+from visitorflow.settings import get_settings
 
 Zone = ZoneInfo | str
 _Scalar = TypeVar("_Scalar", datetime, pd.Timestamp)
@@ -25,8 +28,43 @@ def zone(tz: Zone) -> ZoneInfo:
 
 
 def utc_now() -> datetime:
-    """Now as naive UTC, the store's convention."""
-    return datetime.now(UTC).replace(tzinfo=None)
+    """Now as naive UTC, the store's convention: the simulated clock's time when the
+    settings set one (`clock`), else the wall clock's."""
+    simulated = _simulated_clock()
+    if simulated is None:
+        return datetime.now(UTC).replace(tzinfo=None)
+    start_utc, anchor_unix, speed = simulated
+    return start_utc + timedelta(seconds=(time.time() - anchor_unix) * speed)
+
+
+def clock_speed() -> float:
+    """Simulated seconds per wall second (1 on the wall clock)."""
+    simulated = _simulated_clock()
+    return 1.0 if simulated is None else simulated[2]
+
+
+def wall_seconds_until(moment_utc: datetime) -> float:
+    """Wall-clock seconds until `moment_utc` (naive UTC) on the clock in force; negative
+    once it has passed. What a loop sleeps to wake at a simulated time."""
+    return (moment_utc - utc_now()).total_seconds() / clock_speed()
+
+
+def simulated_clock_env(start_utc: datetime, speed: float,
+                        anchor_unix: float | None = None) -> dict[str, str]:
+    """The environment that puts child processes on one simulated clock: `start_utc` at
+    wall moment `anchor_unix` (default: now), running `speed` times the wall clock."""
+    anchor = time.time() if anchor_unix is None else anchor_unix
+    return {"VISITORFLOW_CLOCK__START_UTC": start_utc.isoformat(),
+            "VISITORFLOW_CLOCK__ANCHOR_UNIX": repr(anchor),
+            "VISITORFLOW_CLOCK__SPEED": repr(float(speed))}
+
+
+def _simulated_clock() -> tuple[datetime, float, float] | None:
+    clock = get_settings().clock
+    if clock.start_utc is None or clock.anchor_unix is None:
+        return None
+    start = utc_naive(clock.start_utc) if clock.start_utc.tzinfo else clock.start_utc
+    return start, clock.anchor_unix, clock.speed
 
 
 def _shift(values, source: ZoneInfo, target: ZoneInfo):  # Series, Timestamp or datetime

@@ -67,17 +67,19 @@ FALLBACK_DETOUR = 1.4
 FALLBACK_SPEED_KMH = 40.0
 FALLBACK_BASIS = "fallback_haversine_x1.4"
 
-# The message to copy; site names come from the catalogue in the same language.
+# The message to copy; site names come from the catalogue in the same language. It names the
+# chosen site without calling it busy: the official may prepare it before the site fills up,
+# and a message read out while the site is calm must not say it is crowded.
 MESSAGES = {
-    "vi": {"busy": "{site} đang đông khách.", "go": "Mời quý khách tham quan: {options}.",
+    "vi": {"go": "Các điểm gần {site} còn chỗ đón khách: {options}.",
            "option": "{site} (khoảng {minutes} phút đi xe)", "sep": ", ",
-           "none": "Các điểm lân cận cũng đang đông; mời quý khách quay lại sau."},
-    "en": {"busy": "{site} is busy right now.", "go": "Sites with room nearby: {options}.",
+           "none": "Các điểm gần {site} hiện không còn chỗ; mời quý khách quay lại sau."},
+    "en": {"go": "Sites near {site} with room for visitors: {options}.",
            "option": "{site} (about {minutes} min by road)", "sep": ", ",
-           "none": "Nearby sites are busy too; please come back later."},
-    "zh": {"busy": "{site}目前游客较多。", "go": "附近有空余的景点：{options}。",
+           "none": "No site near {site} has room now; please come back later."},
+    "zh": {"go": "{site}附近尚有空余的景点：{options}。",
            "option": "{site}（车程约{minutes}分钟）", "sep": "、",
-           "none": "附近景点同样拥挤，请稍后再来。"},
+           "none": "{site}附近的景点目前均已满员，请稍后再来。"},
 }
 
 
@@ -350,21 +352,21 @@ def redirect_message(
     catalogue: Catalogue, site_id: str, options: pd.DataFrame, lang: str, limit: int = 2
 ) -> str:
     """A short text to copy to the tourism app or loudspeakers, in `lang` (vi, en or zh),
-    naming the busy site and the first `limit` alternatives with room (from
-    `redirect_options`) in that language, with their driving minutes:
-    "Động Tam Thanh is busy right now. Sites with room nearby: Động Nhị Thanh (about 4 min
-    by road), …". With no alternative with room it says to come back later."""
+    naming the chosen site and the first `limit` alternatives with room (from
+    `redirect_options`) in that language, with their driving minutes: "Sites near Tam Thanh
+    Cave with room for visitors: Nhị Thanh Cave (about 4 min by road), …". It does not call
+    the chosen site busy (the page shows its level). With no alternative with room it says
+    to come back later."""
     if lang not in LANGUAGES:
         raise ValueError(f"language must be one of {', '.join(LANGUAGES)}, not {lang!r}")
     words = MESSAGES[lang]
-    text = words["busy"].format(site=catalogue.site(site_id).name.get(lang))
+    site = catalogue.site(site_id).name.get(lang)
     chosen = options[options["has_room"].astype(bool)].head(limit) if len(options) else options
     if chosen.empty:
-        return f"{text} {words['none']}" if lang != "zh" else text + words["none"]
+        return words["none"].format(site=site)
     listed = words["sep"].join(
         words["option"].format(site=catalogue.site(r.site_id).name.get(lang),
                                minutes=max(1, round(r.travel_min)))
         for r in chosen.itertuples()
     )
-    go = words["go"].format(options=listed)
-    return f"{text} {go}" if lang != "zh" else text + go
+    return words["go"].format(site=site, options=listed)

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -73,6 +81,8 @@ class CollectorSettings(BaseModel):
     # Pause after each commit with the store closed: a reader retrying every
     # `store.retry_max_s` finds the file free within it, even under a burst.
     reader_gap_s: float = Field(0.1, ge=0, le=1)
+    # The collector's health and Prometheus metrics (`/healthz`, `/metrics`); 0: not served.
+    health_port: int = Field(9101, ge=0, le=65535)
 
 
 class StoreSettings(BaseModel):
@@ -132,6 +142,23 @@ class ScheduleSettings(BaseModel):
     # Forecast runs the product makes in a day, at these local hours (`timezone`): each
     # refits every site. The early-warning evaluation refits on the same schedule.
     refit_hours_local: tuple[int, ...] = (5,)
+    # Yesterday's open data (Parquet, CSV, NGSI-LD) written under `export_dir` at this
+    # local hour: after midnight, so the day is complete.
+    export_hour_local: int = Field(1, ge=0, le=23)
+    export_dir: Path = Path("run/open-data")
+    # Nightly copy of the store at this local hour (sites closed, the collector's load low),
+    # the newest `backups_kept` kept in `backup_dir`. Keep that folder on another disk.
+    backup_hour_local: int = Field(2, ge=0, le=23)
+    backup_dir: Path = Path("run/backups")
+    backups_kept: int = Field(7, ge=1)
+    # Raw readings older than this many days move to Parquet files by month under
+    # `archive_dir` at `retention_hour_local`; minute counts, forecasts, alerts and the
+    # audit stay in the store. A year of raw readings is most of the store's size.
+    readings_kept_days: int = Field(90, ge=1)
+    retention_hour_local: int = Field(3, ge=0, le=23)
+    archive_dir: Path = Path("run/archive")
+    # The scheduler's health and metrics (`/healthz`, `/metrics`); 0: not served.
+    health_port: int = Field(9102, ge=0, le=65535)
 
     @field_validator("refit_hours_local")
     @classmethod
@@ -143,6 +170,25 @@ class ScheduleSettings(BaseModel):
         if len(set(v)) != len(v):
             raise ValueError("refit_hours_local must not name an hour twice")
         return tuple(sorted(v))
+
+
+class ClockSettings(BaseModel):
+    """A simulated clock, for the scenario demo and accelerated tests; unset: the wall clock.
+
+    Every process of one run is given the same three values (orchestration/serve.py passes
+    them on), so they all read the same simulated time (visitorflow/clock.py)."""
+
+    # Simulated UTC time (naive) at the wall-clock moment `anchor_unix` (seconds since epoch).
+    start_utc: datetime | None = None
+    anchor_unix: float | None = None
+    # Simulated seconds per wall second.
+    speed: float = Field(1.0, gt=0)
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> ClockSettings:
+        if (self.start_utc is None) != (self.anchor_unix is None):
+            raise ValueError("clock.start_utc and clock.anchor_unix are set together")
+        return self
 
 
 class DashboardSettings(BaseModel):
@@ -217,6 +263,10 @@ class AuthSettings(BaseModel):
     failure_delay_s: float = Field(1.0, ge=0, le=10)
     max_failures: int = Field(5, ge=1, le=100)
     lockout_s: float = Field(300.0, ge=0)
+    # Signs the sign-in cookies (visitorflow/sessions.py). Unset: a secret made once beside
+    # the users file. Set it (environment file, outside git) when several dashboard
+    # processes serve one address, so that each accepts the others' cookies.
+    session_secret: SecretStr | None = None
 
 
 class SimulatorFaults(BaseModel):
@@ -290,6 +340,9 @@ class ForecastSettings(BaseModel):
     # Degrees below this count as "cold" (frost draws crowds to Mẫu Sơn below ~3 °C).
     cold_threshold_c: float = 3.0
     processes: int = Field(2, ge=1)
+    # A forecast run older than this is stale: the dashboard says so instead of showing it
+    # as current (a daily refit plus two hours' slack for a slow or retried run).
+    stale_after_hours: float = Field(26.0, gt=0)
     # Rolling-origin backtests: folds of `backtest_horizon_days`, one every `backtest_step_days`.
     backtest_folds: int = Field(4, ge=1)
     backtest_horizon_days: int = Field(7, ge=1)
@@ -316,6 +369,7 @@ class Settings(BaseSettings):
     redirect: RedirectSettings = RedirectSettings()
     simulator: SimulatorSettings = SimulatorSettings()
     forecast: ForecastSettings = ForecastSettings()
+    clock: ClockSettings = ClockSettings()
 
     @field_validator("timezone")
     @classmethod
@@ -333,6 +387,9 @@ class Settings(BaseSettings):
         self.alerts.early_warning_dir = _from_root(self.alerts.early_warning_dir)
         self.auth.users_path = _from_root(self.auth.users_path)
         self.redirect.matrix_path = _from_root(self.redirect.matrix_path)
+        self.schedule.export_dir = _from_root(self.schedule.export_dir)
+        self.schedule.backup_dir = _from_root(self.schedule.backup_dir)
+        self.schedule.archive_dir = _from_root(self.schedule.archive_dir)
         return self
 
     @property

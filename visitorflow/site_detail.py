@@ -35,9 +35,11 @@ def hourly_today(
 ) -> pd.DataFrame:
     """Per local hour of today: arrivals and occupancy (people on site at the end of the
     hour, or now for the current hour) so far, and the forecast's arrivals band and
-    occupancy. Hours still to come have forecasts only."""
+    occupancy. Hours still to come have forecasts only. `complete` is False for the current
+    hour and those to come: the current hour's arrivals are a count so far, not an hour's."""
     hours = pd.date_range(pd.Timestamp(day_start_utc), periods=24, freq="h")
     frame = pd.DataFrame(index=hours)
+    frame["complete"] = hours + pd.Timedelta(hours=1) <= pd.Timestamp(now_utc)
     if len(minutes):
         m = minutes.assign(hour=pd.to_datetime(minutes["minute_utc"]).dt.floor("h"))
         by_hour = (m.groupby("hour")[["count_in", "count_out"]].sum()

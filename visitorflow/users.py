@@ -36,6 +36,9 @@ MIN_PASSWORD = 8
 # costly for guessing. Stored with each hash.
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 FILE_VERSION = 1
+# Failed sign-ins of a name that has been quiet this long are forgotten (the throttle's file
+# would otherwise keep every name ever mistyped).
+FORGET_FAILURES_AFTER_S = 24 * 3600
 
 
 class UsersError(ValueError):
@@ -127,15 +130,21 @@ def load_users(path: Path) -> dict[str, User]:
 
 def save_users(path: Path, users: dict[str, User]) -> None:
     """Write the users file atomically, readable by its owner only."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     body = {"version": FILE_VERSION, "users": {
         u.name: {"role": u.role, "password": u.password_hash, "created_at_utc": u.created_at_utc}
         for u in sorted(users.values(), key=lambda u: u.name)}}
-    tmp = path.with_name(path.name + ".tmp")
+    write_private(path, json.dumps(body, ensure_ascii=False, indent=2))
+
+
+def write_private(path: Path, text: str) -> None:
+    """Replace a file atomically (a reader sees the old or the new text, never half of it),
+    readable by its owner only; its folder is made owner-only if missing."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(body, fh, ensure_ascii=False, indent=2)
+        fh.write(text)
     os.replace(tmp, path)
 
 
@@ -199,18 +208,38 @@ def authenticate(users: dict[str, User], name: str, password: str) -> User | Non
 
 
 class LoginThrottle:
-    """Failed sign-ins per name, in this process: after `max_failures` in a row the name is
-    refused for `lockout_s`. A success clears the count."""
+    """Failed sign-ins per name: after `max_failures` in a row the name is refused for
+    `lockout_s`. A success clears the count. With a `path`, the counts are kept in that file
+    (written atomically on each change, read at start), so restarting the dashboard does not
+    lift a lockout. Times are wall-clock seconds (time.time()), which survive a restart."""
 
-    def __init__(self, max_failures: int, lockout_s: float) -> None:
+    def __init__(self, max_failures: int, lockout_s: float, path: Path | None = None) -> None:
         self.max_failures = max_failures
         self.lockout_s = lockout_s
-        self._failures: dict[str, tuple[int, float]] = {}
+        self.path = None if path is None else Path(path)
         self._lock = threading.Lock()
+        self._failures: dict[str, tuple[int, float]] = self._read()
+
+    def _read(self) -> dict[str, tuple[int, float]]:
+        if self.path is None:
+            return {}
+        try:
+            raw = json.loads(self.path.read_text(encoding="utf-8"))
+            return {str(name): (int(count), float(last)) for name, (count, last) in raw.items()}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError, TypeError, AttributeError):
+            # A damaged file must not lock everybody out nor stop the dashboard: start afresh.
+            return {}
+
+    def _save(self) -> None:
+        if self.path is not None:
+            write_private(self.path, json.dumps(
+                {name: [count, last] for name, (count, last) in self._failures.items()}))
 
     def locked_for(self, name: str, now: float | None = None) -> float:
         """Seconds the name stays refused (0: it may try)."""
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         with self._lock:
             count, last = self._failures.get(name.strip().lower(), (0, 0.0))
         if count < self.max_failures:
@@ -218,17 +247,23 @@ class LoginThrottle:
         return max(0.0, last + self.lockout_s - now)
 
     def failed(self, name: str, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         key = name.strip().lower()
         with self._lock:
             count, last = self._failures.get(key, (0, 0.0))
             if count >= self.max_failures and now - last >= self.lockout_s:
                 count = 0  # the lockout ran out: a fresh series
             self._failures[key] = (count + 1, now)
+            # Names quiet for a day (and past any lockout) are forgotten: the file stays small.
+            keep_s = max(self.lockout_s, FORGET_FAILURES_AFTER_S)
+            self._failures = {n: (c, t) for n, (c, t) in self._failures.items()
+                              if now - t < keep_s}
+            self._save()
 
     def succeeded(self, name: str) -> None:
         with self._lock:
-            self._failures.pop(name.strip().lower(), None)
+            if self._failures.pop(name.strip().lower(), None) is not None:
+                self._save()
 
 
 def ensure_first_admin(users_path: Path, name: str = "admin") -> Path | None:

@@ -1,15 +1,17 @@
 """The alerts page: open alerts with their recommended action, acknowledgement with a note,
 and the audit of every alert and acknowledgement.
 
-The collector evaluates alerts once a minute (visitorflow.alerts.run_alert_step); this page
-only reads them, once per refresh for all sessions. Operators (and admins) acknowledge an
-alert as themselves (the signed-in user is `acked_by`) and edit the recommended action
-texts (stored with who and when; data/alert_actions.yaml stays the default); viewers see.
+The collector evaluates alerts once a minute (visitorflow.alerts.run_alert_step) and the store
+records each evaluation, so the page can say when alerts were last evaluated and, with none
+open, that no site is busy; it only reads them, once per refresh for all sessions.
+Operators (and admins) acknowledge an alert as themselves (the signed-in user is
+`acked_by`) and edit the recommended action texts (stored with who and when;
+data/alert_actions.yaml stays the default); viewers see.
 """
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pandas as pd
@@ -23,12 +25,14 @@ from visitorflow.alerts import (
     recommended_action,
     with_action_edits,
 )
-from visitorflow.clock import utc_now
+from visitorflow.clock import clock_speed, utc_now
 from visitorflow.load import LEVEL_LABELS, LoadLevel
 from visitorflow.settings import Settings
 from visitorflow.store import Store, StoreError
 
 TEXT = page_texts("alerts")
+# The collector evaluates every minute: an evaluation older than this means it has stopped.
+STALE_EVALUATION = timedelta(minutes=5)
 LEVEL_BOX = {"overload": st.error, "crowded": st.warning, "busy": st.info}
 
 settings, catalogue, lang = page_context()
@@ -42,12 +46,13 @@ refresh_s = settings.dashboard.refresh_s
 @st.cache_data(ttl=refresh_s, max_entries=4, show_spinner=False)
 def alert_state(
     _settings: Settings,
-) -> tuple[pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame]:
-    """Open alerts, the last 30 days' audit and the edited action texts: read once per
-    refresh, shared by sessions."""
+) -> tuple[datetime | None, pd.DataFrame | None, pd.DataFrame | None, pd.DataFrame]:
+    """When alerts were last evaluated, the open alerts, the last 30 days' audit and the
+    edited action texts: read once per refresh, shared by sessions."""
     store = Store.from_settings(_settings)
-    return (store.open_alerts(), store.alert_audit(utc_now() - timedelta(days=30)),
-            store.action_texts())
+    with store.session():
+        return (store.last_alert_evaluation_utc(), store.open_alerts(),
+                store.alert_audit(utc_now() - timedelta(days=30)), store.action_texts())
 
 
 @st.cache_resource(show_spinner=False)
@@ -65,10 +70,14 @@ def site_name(site_id: str) -> str:
 
 
 def shown_message(row: pd.Series) -> str:
-    at = row["from_utc"] if row["kind"] == "forecast" else row["raised_at_utc"]
+    """An alert's message in the page's language; a forecast's probability as a percentage."""
+    if row["kind"] == "forecast":
+        return T["forecast_message"].format(site=site_name(row["site_id"]),
+                                            time=local_time(row["from_utc"], settings),
+                                            p=f"{row['p_overload']:.0%}")
     return alert_message(site_name(row["site_id"]), row["kind"], row["level"], lang,
-                         local_time(at, settings), row["occupancy"], row["capacity"],
-                         row["p_overload"])
+                         local_time(row["raised_at_utc"], settings), row["occupancy"],
+                         row["capacity"])
 
 
 def acknowledge(alert_id: str) -> None:
@@ -124,7 +133,7 @@ def audit_table(audit: pd.DataFrame) -> pd.DataFrame:
         T["col_kind"]: [T[k] for k in audit["kind"]],
         T["col_level"]: [LEVEL_LABELS[LoadLevel(v)][lang] for v in audit["level"]],
         T["col_cleared"]: when(audit["cleared_at_utc"]),
-        T["col_message"]: audit["message"],
+        T["col_message"]: [shown_message(row) for _, row in audit.iterrows()],
         T["col_action"]: audit["recommended_action"],
         T["col_acked_by"]: audit["acked_by"].fillna(""),
         T["col_acked_at"]: when(audit["acked_at_utc"]),
@@ -140,10 +149,16 @@ def alerts_view() -> None:
     state = read_store(lambda: alert_state(settings), T)
     if state is None:
         return
-    open_alerts, audit, edits = state
-    if open_alerts is None:
+    evaluated_utc, open_alerts, audit, edits = state
+    if open_alerts is None or evaluated_utc is None:
         st.info(T["not_evaluated"])
         return
+    evaluated = local_time(evaluated_utc, settings, with_date=True)
+    # The collector evaluates each (simulated) minute; allow five of its wall-clock cycles.
+    if utc_now() - evaluated_utc > STALE_EVALUATION * max(1.0, clock_speed()):
+        st.warning(T["evaluation_stale"].format(time=evaluated))
+    else:
+        st.caption(T["evaluated_at"].format(time=evaluated))
     actions = with_action_edits(file_actions(), edits)
     if not can_act:
         st.caption(T["viewer_only"])
@@ -189,7 +204,7 @@ def save_action_texts(site_id: str, key: str, current: dict[str, str]) -> None:
 def action_editor() -> None:
     """Operators edit the recommended action of a level, for every site or one."""
     state = read_store(lambda: alert_state(settings), T)
-    actions = with_action_edits(file_actions(), state[2] if state else pd.DataFrame(
+    actions = with_action_edits(file_actions(), state[3] if state else pd.DataFrame(
         columns=["site_id", "action_key", "lang", "text"]))
     with st.expander(T["edit_actions"]):
         left, right = st.columns(2)

@@ -3,7 +3,9 @@
 A page of the multipage dashboard (dashboard/app.py sets up settings, the catalogue and the
 language, then navigates here). It reads the DuckDB store read-only through
 `visitorflow.live.live_snapshot`, once per refresh for all sessions, and draws the province
-from data/ only: no tile provider, no external request.
+and its former districts from data/ only: no tile provider, no external request. Each site
+carries its name in the page's language; a click on a site (or a choice in the list under
+the map) opens its detail page.
 """
 
 from __future__ import annotations
@@ -20,10 +22,10 @@ import streamlit as st
 from shared import local_time, page_context, page_texts
 
 from visitorflow.catalogue import Catalogue
-from visitorflow.clock import utc_now
-from visitorflow.live import gate_notices, live_snapshot
-from visitorflow.load import LEVEL_LABELS, SEVERITY, LoadLevel
-from visitorflow.settings import Settings
+from visitorflow.clock import clock_speed, utc_now
+from visitorflow.live import gate_notices, live_snapshot, map_layout
+from visitorflow.load import LEVEL_COLOURS, LEVEL_LABELS, SEVERITY, LoadLevel
+from visitorflow.settings import PROJECT_ROOT, Settings
 from visitorflow.store import Store, StoreBusy, StoreError, StoreMissing
 
 TEXT = page_texts("live")
@@ -34,6 +36,17 @@ LOCAL_MAP_STYLE = "app/static/blank_style.json"
 # Constant across refreshes: Streamlit's front end re-applies only a *changed* initial view
 # state, so the pan and zoom an official chose survive every refresh.
 PROVINCE_VIEW = pdk.ViewState(latitude=21.89, longitude=106.73, zoom=8.2, pitch=0, bearing=0)
+# The former districts (the tier was abolished on 1 July 2025): thin lines for orientation.
+DISTRICTS_PATH = PROJECT_ROOT / "data" / "districts_pre2025.geojson"
+# Names are drawn by deck.gl into a glyph atlas on a canvas, with a font of the machine's own
+# (no font is fetched): Noto Sans CJK (make system-deps-fonts) has the Chinese and the
+# Vietnamese letters; DejaVu Sans is the Debian fallback that has Vietnamese.
+LABEL_FONT = "'Noto Sans CJK SC', 'Noto Sans', 'DejaVu Sans', sans-serif"
+LABEL_PX = 13
+# Dots of sites moved into a column keep within their row.
+ROW_PX = 22.0
+# The legend's order: the load levels calmest first, then the two states that are not loads.
+LEGEND_ORDER: list[LoadLevel] = [*SEVERITY, LoadLevel.CLOSED, LoadLevel.NO_DATA]
 
 
 def duration_text(seconds: float, lang: str) -> str:
@@ -65,11 +78,21 @@ def dot_radius_px(occupancy: float | None) -> float:
 
 @st.cache_data(show_spinner=False)
 def boundary_at(path: str) -> dict:
-    """The province polygon, geometry only (its properties are provenance, not for the map)."""
+    """The polygons of a GeoJSON file, geometry only (their properties are provenance, not
+    for the map): the province, or its former districts."""
     raw = json.loads(Path(path).read_text(encoding="utf-8"))
     features = [{"type": "Feature", "properties": {}, "geometry": f["geometry"]}
                 for f in raw["features"]]
     return {"type": "FeatureCollection", "features": features}
+
+
+@st.cache_data(show_spinner=False)
+def layout_for(lang: str, _catalogue: Catalogue, ids: tuple[str, ...]) -> pd.DataFrame:
+    """Where each site and its name are drawn at the province's zoom (visitorflow.live's
+    `map_layout`): it depends on the names, so once per language and catalogue."""
+    points = pd.DataFrame([{"site_id": s.id, "lat": s.lat, "lon": s.lon,
+                            "label": s.name.get(lang)} for s in _catalogue.sites])
+    return map_layout(points, PROVINCE_VIEW.zoom, row_px=ROW_PX, char_px=LABEL_PX * 0.55)
 
 
 # -- the page ---------------------------------------------------------------------------------
@@ -78,9 +101,10 @@ settings, catalogue, lang = page_context()
 T = TEXT[lang]
 st.title(T["title"])
 
-boundary = None
+boundary = districts = None
 try:
     boundary = boundary_at(str(settings.boundary_path))
+    districts = boundary_at(str(DISTRICTS_PATH))
 except (OSError, ValueError, KeyError) as exc:
     st.warning(T["boundary_missing"].format(error=exc))
 
@@ -101,19 +125,32 @@ def snapshot(
 
 
 def site_records(status: pd.DataFrame, now: datetime) -> list[dict]:
-    """One JSON-ready dict per site for the map, with the tooltip's texts."""
+    """One JSON-ready dict per site for the map, with the tooltip's texts: its true point
+    (lon, lat) and where it is drawn (map_lon, map_lat: moved into a column where sites would
+    overlap), its name and which side of the dot the name goes."""
+    layout = layout_for(lang, catalogue, tuple(s.id for s in catalogue.sites)).set_index(
+        "site_id")
     records = []
     for row in status.itertuples():
         has_data = row.occupancy is not None and not pd.isna(row.occupancy)
         last = row.last_reading_utc
         age = None if last is None or pd.isna(last) else (now - pd.Timestamp(last)).total_seconds()
+        place = layout.loc[row.site_id]
+        radius = dot_radius_px(row.occupancy)
+        if place["moved"]:  # a dot in a column stays within its row
+            radius = min(radius, ROW_PX / 2 - 1)
         records.append({
             "site_id": row.site_id,
             "name": row.name,
             "lon": row.lon,
             "lat": row.lat,
+            "map_lon": float(place["map_lon"]),
+            "map_lat": float(place["map_lat"]),
+            "moved": bool(place["moved"]),
+            "anchor": place["anchor"],
+            "offset": [(radius + 4) * (1 if place["anchor"] == "start" else -1), 0],
             "colour": [int(c) for c in row.colour],
-            "radius": dot_radius_px(row.occupancy),
+            "radius": radius,
             "level": row.level,
             "level_label": LEVEL_LABELS[row.level][lang],
             "occupancy_text": f"{int(row.occupancy) if has_data else '–'} / {row.capacity}",
@@ -126,7 +163,16 @@ def site_records(status: pd.DataFrame, now: datetime) -> list[dict]:
     return sorted(records, key=lambda r: (DRAW_ORDER.index(r["level"]), -r["radius"]))
 
 
+def label_characters(names: list[str]) -> str:
+    """Every character the names use, for the TextLayer's glyph atlas: by default deck.gl
+    draws ASCII only, and a Vietnamese or Chinese letter outside the atlas is left out. The
+    quote pydeck uses to mark a literal string cannot be one of them."""
+    return "".join(sorted(set("".join(names)) - {'"'}))
+
+
 def site_map(status: pd.DataFrame, now: datetime) -> pdk.Deck:
+    records = site_records(status, now)
+    moved = [r for r in records if r["moved"]]
     layers = []
     if boundary is not None:
         layers.append(pdk.Layer(
@@ -134,19 +180,45 @@ def site_map(status: pd.DataFrame, now: datetime) -> pdk.Deck:
             get_fill_color=[252, 253, 247, 255], get_line_color=[70, 100, 80, 255],
             line_width_min_pixels=2, pickable=False,
         ))
+    if districts is not None:
+        layers.append(pdk.Layer(
+            "GeoJsonLayer", id="districts", data=districts, stroked=True, filled=False,
+            get_line_color=[130, 150, 135, 200], line_width_min_pixels=1, pickable=False,
+        ))
+    # Where a site was moved into a column: a thin line from its true point to its dot.
     layers.append(pdk.Layer(
-        "ScatterplotLayer", id="sites", data=site_records(status, now),
-        get_position="[lon, lat]", get_fill_color="colour", get_radius="radius",
+        "LineLayer", id="leaders", data=moved, get_source_position="[lon, lat]",
+        get_target_position="[map_lon, map_lat]", get_color=[110, 110, 110, 200],
+        get_width=1, width_units="'pixels'", pickable=False,
+    ))
+    layers.append(pdk.Layer(
+        "ScatterplotLayer", id="true_points", data=moved, get_position="[lon, lat]",
+        get_fill_color=[60, 60, 60, 255], get_radius=2, radius_units="'pixels'",
+        pickable=False,
+    ))
+    layers.append(pdk.Layer(
+        "ScatterplotLayer", id="sites", data=records,
+        get_position="[map_lon, map_lat]", get_fill_color="colour", get_radius="radius",
         # pydeck turns bare strings into accessor expressions: quote a literal string.
         radius_units="'pixels'", stroked=True, get_line_color=[255, 255, 255, 255],
         line_width_min_pixels=1, opacity=0.85, pickable=True,
+    ))
+    layers.append(pdk.Layer(
+        "TextLayer", id="labels", data=records, get_position="[map_lon, map_lat]",
+        get_text="name", get_size=LABEL_PX, get_color=[25, 30, 28, 255],
+        get_text_anchor="anchor", get_alignment_baseline="'center'", get_pixel_offset="offset",
+        character_set=f'"{label_characters([r["name"] for r in records])}"',
+        font_family=f'"{LABEL_FONT}"', background=True,
+        get_background_color=[255, 255, 255, 215], background_padding=[3, 1, 3, 1],
+        pickable=True,
     ))
     tooltip = {
         "html": (
             "<b>{name}</b><br/>{level_label}<br/>"
             f"{T['tip_occupancy']}: {{occupancy_text}}<br/>"
             f"{T['tip_last_hour']}: {{arrivals_last_hour}}<br/>"
-            f"{T['tip_age']}: {{age_text}}<br/><i>{{notice}}</i>"
+            f"{T['tip_age']}: {{age_text}}<br/><i>{{notice}}</i><br/>"
+            f"<small>{T['tip_click']}</small>"
         ),
         "style": {"fontSize": "13px"},
     }
@@ -174,6 +246,19 @@ def site_table(status: pd.DataFrame) -> pd.DataFrame:
         ],
     })
     return table.iloc[share.fillna(-1).sort_values(ascending=False, kind="stable").index]
+
+
+def legend_html(counts: pd.Series) -> str:
+    """The map's legend as text (the map is a canvas): each level's colour and name, with
+    how many sites are at it now."""
+    items = [
+        f'<span style="white-space:nowrap"><span style="color:rgb{LEVEL_COLOURS[level]};'
+        f'font-size:1.3em" aria-hidden="true">●</span> {LEVEL_LABELS[level][lang]} '
+        f"({int(counts.get(level.value, 0))})</span>"
+        for level in LEGEND_ORDER
+    ]
+    return (f'<div data-testid="map-legend"><b>{T["legend"]}:</b> '
+            + " &nbsp; ".join(items) + "</div>")
 
 
 @st.fragment(run_every=refresh_s)
@@ -222,7 +307,7 @@ def live_view() -> None:
 
     if age_s is None:
         st.info(T["no_data_yet"])
-    elif age_s > max(300, 6 * refresh_s):
+    elif age_s > max(300, 6 * refresh_s) * clock_speed():  # a simulated clock runs faster
         st.warning(T["stale"].format(age=duration_text(age_s, lang)))
     for level, show, key in (("overload", st.error, "over"), ("crowded", st.warning, "crowded")):
         hit = status[status["level"] == level]
@@ -234,8 +319,15 @@ def live_view() -> None:
         st.caption(T["silent_sites"].format(
             n=len(silent), total=len(status), names=", ".join(silent["name"])))
 
-    st.pydeck_chart(site_map(status, now), height=620, key="live_map")
-    st.caption(T["attribution"])
+    st.markdown(legend_html(counts), unsafe_allow_html=True)
+    # No click-through on the map: opening a page from the script (st.switch_page) left the
+    # new page blank in Chromium, as this fragment's timer still fired after the switch; the
+    # list under the map gives a link, which the browser follows itself.
+    st.pydeck_chart(
+        site_map(status, now), height=620, key="live_map",
+        alt=T["map_alt"].format(names=", ".join(status["name"])),
+    )
+    st.caption(f"{T['attribution']} · {T['districts_note']} {T['moved_note']}")
     st.dataframe(
         site_table(status), hide_index=True, width="stretch",
         column_config={T["col_load"]: st.column_config.NumberColumn(format="%d%%")},
@@ -244,3 +336,13 @@ def live_view() -> None:
 
 st.sidebar.caption(f"↻ {refresh_s:g} s")
 live_view()
+# The way to a site's page without the mouse on the map (and for screen readers).
+picked = st.selectbox(T["open_site"], [s.id for s in catalogue.sites], index=None,
+                      placeholder=T["open_site_placeholder"], key="live_open_site",
+                      format_func=lambda i: catalogue.site(i).name.get(lang))
+if picked:
+    # A link, not st.switch_page: the browser then leaves this page itself and stops its
+    # timed refresh; switched from the script, the refresh still fired after the switch and
+    # left the site's page blank in Chromium.
+    st.page_link("views/site.py", label=T["open_site_link"].format(
+        site=catalogue.site(picked).name.get(lang)), icon="📍", query_params={"site": picked})

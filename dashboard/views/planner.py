@@ -146,14 +146,14 @@ table = pd.DataFrame({
     T["col_peak_occupancy"]: [occupancy_text(r) for _, r in plan.iterrows()],
     T["col_capacity"]: plan["capacity"],
     T["col_load"]: (plan["peak_load"] * 100).round(0),
-    T["col_p"]: plan["max_p_overload"].round(2),
+    T["col_p"]: (plan["max_p_overload"] * 100).round(0),
     T["col_hours"]: plan["hours_likely_overloaded"],
     T["col_basis"]: [basis[b] for b in plan["basis"]],
 })
 st.subheader(T["table"])
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     T["col_load"]: st.column_config.NumberColumn(format="%d%%"),
-    T["col_p"]: st.column_config.ProgressColumn(min_value=0.0, max_value=1.0, format="%.2f"),
+    T["col_p"]: st.column_config.ProgressColumn(min_value=0, max_value=100, format="%d %%"),
 })
 
 # -- the day × hour heat map ------------------------------------------------------------------
@@ -166,7 +166,7 @@ else:
     grid_table = pd.DataFrame({
         T["day"]: [day_text(d) for d in grid["day_local"]],
         T["hour"]: [f"{h:02d}:00" for h in grid["hour"]],
-        T["p_overload"]: grid["p_overload"].round(3),
+        T["p_overload"]: (grid["p_overload"] * 100).round(0),
         T["col_site"]: ["" if pd.isna(i) else catalogue.site(i).name.get(lang)
                         for i in grid["site_id"]],
     })
@@ -178,7 +178,7 @@ else:
             "x": {"field": "hour", "type": "ordinal", "title": fields["hour"]},
             "y": {"field": "day", "type": "ordinal", "title": fields["day"], "sort": None},
             "color": {"field": "p", "type": "quantitative", "title": fields["p"],
-                      "scale": {"domain": [0, 1], "scheme": "orangered"}},
+                      "scale": {"domain": [0, 100], "scheme": "orangered"}},
             "tooltip": [{"field": f, "title": title} for f, title in fields.items()],
         }}, width="stretch")
 

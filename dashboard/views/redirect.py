@@ -26,10 +26,10 @@ refresh_s = settings.dashboard.refresh_s
 
 
 @st.cache_data(ttl=refresh_s, max_entries=4, show_spinner=False)
-def busiest(store_path: str, _settings: Settings) -> str | None:
-    """The site with the highest load share now: the page's first choice."""
-    return busiest_site(live_status(Store.from_settings(_settings), catalogue, _settings,
-                                    utc_now()))
+def live_now(store_path: str, _settings: Settings) -> pd.DataFrame:
+    """Every site's level now: the page's first choice is the busiest, and the page says
+    how busy the chosen site really is (the message to copy does not)."""
+    return live_status(Store.from_settings(_settings), catalogue, _settings, utc_now())
 
 
 @st.cache_data(ttl=refresh_s, max_entries=32, show_spinner=False)
@@ -43,7 +43,7 @@ site_ids = [s.id for s in catalogue.sites]
 if "redirect_site" not in st.session_state:
     # Once per session, so the refresh never moves the official's own choice.
     try:
-        first = busiest(str(settings.store.path), settings)
+        first = busiest_site(live_now(str(settings.store.path), settings))
     except StoreError:
         first = None  # the view below says what is wrong with the store
     st.session_state["redirect_site"] = first or site_ids[0]
@@ -69,12 +69,37 @@ def options_table(options: pd.DataFrame) -> pd.io.formats.style.Styler:
         T["col_capacity"]: options["capacity"],
         T["col_load"]: (options["predicted_share"] * 100).round(0),
         T["col_level"]: [LEVEL_LABELS[lv][lang] for lv in options["predicted_level"]],
-        T["col_p"]: options["p_overload"].round(2),
+        T["col_p"]: options["p_overload"] * 100,
         T["col_room"]: options["has_room"].astype(bool),
         T["col_basis"]: [basis[b] for b in options["basis"]],
     })
     levels = options["predicted_level"].set_axis(table.index)
-    return table.style.apply(lambda _: level_colours(levels), subset=[T["col_level"]])
+    # Percentages as text: a Styler shows its floats with six decimals whatever the column
+    # settings say.
+    return (table.style.apply(lambda _: level_colours(levels), subset=[T["col_level"]])
+            .format(percent_text, subset=[T["col_load"], T["col_p"]]))
+
+
+def percent_text(value: float) -> str:
+    return "–" if pd.isna(value) else f"{value:.0f} %"
+
+
+def chosen_site_now() -> None:
+    """The chosen site's level and load now, above its alternatives; the message to copy
+    is meant for a site that is busy or worse."""
+    try:
+        live = live_now(str(settings.store.path), settings).set_index("site_id")
+    except StoreError:
+        return  # the view below says what is wrong with the store
+    row = live.loc[site_id]
+    level = LoadLevel(row["level"])
+    share = "–" if pd.isna(row["load_share"]) else percent_text(row["load_share"] * 100)
+    text = T["site_now"].format(site=catalogue.site(site_id).name.get(lang),
+                                level=LEVEL_LABELS[level][lang].lower(), share=share)
+    if level == LoadLevel.NORMAL:
+        st.info(f"{text} {T['not_busy']}")
+    else:
+        st.markdown(text)
 
 
 @st.fragment(run_every=refresh_s)
@@ -88,6 +113,7 @@ def redirect_view() -> None:
     if options is None:
         return
 
+    chosen_site_now()
     st.subheader(T["options"].format(site=catalogue.site(site_id).name.get(lang)))
     if options.empty:
         st.info(T["no_options"].format(minutes=settings.redirect.max_travel_min))
@@ -96,10 +122,7 @@ def redirect_view() -> None:
             st.warning(T["no_room"])
         if not (options["basis"] == "forecast").any():
             st.caption(T["no_forecast"])
-        st.dataframe(
-            options_table(options), hide_index=True, width="stretch",
-            column_config={T["col_load"]: st.column_config.NumberColumn(format="%d%%")},
-        )
+        st.dataframe(options_table(options), hide_index=True, width="stretch")
 
     st.subheader(T["message"])
     for col, code in zip(st.columns(len(LANGUAGES)), LANGUAGES, strict=True):

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 import streamlit as st
-from shared import page_context, page_texts, read_store
+from shared import local_time, page_context, page_texts, read_store
 
 from visitorflow.clock import utc_now
 from visitorflow.settings import Settings
@@ -20,7 +20,17 @@ st.title(T["title"])
 refresh_s = settings.dashboard.refresh_s
 
 site_ids = [s.id for s in catalogue.sites]
-site_id = st.selectbox(T["site"], site_ids, key="site",
+# Opened from the live map with ?site=<id>: that site. The choice is written back to the
+# address, so a reload or a shared link shows the same site.
+if st.query_params.get("site") in site_ids:
+    st.session_state["site"] = st.query_params["site"]
+
+
+def site_to_address() -> None:
+    st.query_params["site"] = st.session_state["site"]
+
+
+site_id = st.selectbox(T["site"], site_ids, key="site", on_change=site_to_address,
                        format_func=lambda i: catalogue.site(i).name.get(lang))
 site = catalogue.site(site_id)
 
@@ -51,6 +61,57 @@ def line_chart(frame: pd.DataFrame, x_title: str, y_title: str) -> dict:
         }}}
 
 
+def arrivals_chart(today: pd.DataFrame, now_text: str) -> dict:
+    """Arrivals per hour against the forecast: the finished hours as a line, the current
+    hour as a marked point "so far" (half an hour's count is not a drop), the forecast as a
+    dashed line inside its shaded range."""
+    names = {"arrivals": T["arrivals"], "so_far": T["so_far"].format(time=now_text),
+             "forecast": T["forecast"],
+             "band": T["band"].format(width=round(settings.forecast.interval_width * 100))}
+    colours = {"arrivals": "#1f5f99", "so_far": "#1f5f99", "forecast": "#e07b00",
+               "band": "#f4c38a"}
+    started = today["arrivals"].notna() if "arrivals" in today else pd.Series(False, today.index)
+    frame = pd.DataFrame({
+        "x": today.index,
+        "arrivals": today["arrivals"].where(today["complete"]) if "arrivals" in today else None,
+        "so_far": today["arrivals"].where(started & ~today["complete"])
+        if "arrivals" in today else None,
+        "forecast": today.get("forecast_arrivals"),
+        "lower": today.get("forecast_lower"),
+        "upper": today.get("forecast_upper"),
+    })
+    shown = [k for k in ("band", "forecast", "arrivals", "so_far")
+             if frame["upper" if k == "band" else k].notna().any()]
+    # One colour scale for every layer, so the legend names the band, the lines and the point.
+    colour = {"scale": {"domain": [names[k] for k in shown],
+                        "range": [colours[k] for k in shown]},
+              "title": None, "legend": {"orient": "bottom"}}
+    x = {"field": "x", "type": "ordinal", "title": T["hour"], "sort": None}
+    y_title = T["arrivals"]
+    layers = {
+        "band": {"mark": {"type": "area", "opacity": 0.45},
+                 "encoding": {"x": x, "y": {"field": "lower", "type": "quantitative",
+                                            "title": y_title},
+                              "y2": {"field": "upper"}, "color": {"datum": names["band"]}}},
+        "forecast": {"mark": {"type": "line", "strokeDash": [5, 4]},
+                     "encoding": {"x": x, "y": {"field": "forecast", "type": "quantitative",
+                                                "title": y_title},
+                                  "color": {"datum": names["forecast"]}}},
+        "arrivals": {"mark": {"type": "line", "point": True},
+                     "encoding": {"x": x, "y": {"field": "arrivals", "type": "quantitative",
+                                                "title": y_title},
+                                  "color": {"datum": names["arrivals"]}}},
+        "so_far": {"mark": {"type": "point", "shape": "diamond", "filled": True, "size": 120},
+                   "encoding": {"x": x, "y": {"field": "so_far", "type": "quantitative",
+                                              "title": y_title},
+                                "color": {"datum": names["so_far"]}}},
+    }
+    chosen = [layers[k] for k in shown]
+    if chosen:
+        chosen[0]["encoding"]["color"] = {**chosen[0]["encoding"]["color"], **colour}
+    return {"data": frame, "spec": {"layer": chosen}}
+
+
 def bar_chart(series: pd.Series, x_title: str | None, y_title: str) -> dict:
     """One bar per index label of `series`, in order."""
     frame = series.rename_axis("x").reset_index(name="y")
@@ -69,12 +130,12 @@ def site_view() -> None:
     st.subheader(T["today"])
     today = d.today.copy()
     today.index = hours(today.index)
-    band = {"arrivals": T["arrivals"], "forecast_arrivals": T["forecast"],
-            "forecast_lower": T["lower"], "forecast_upper": T["upper"]}
     left, right = st.columns(2)
-    left.vega_lite_chart(**line_chart(today[[c for c in band if c in today]]
-                                      .rename(columns=band), T["hour"], T["arrivals"]),
-                         width="stretch")
+    arrivals = arrivals_chart(today, local_time(utc_now(), settings))
+    if arrivals["spec"]["layer"]:
+        left.vega_lite_chart(**arrivals, width="stretch")
+    else:
+        left.caption(T["none"])
     occ = {"occupancy": T["occupancy"], "forecast_occupancy": T["forecast_occupancy"]}
     right.vega_lite_chart(**line_chart(today[[c for c in occ if c in today]].rename(columns=occ)
                                        .assign(**{T["capacity"]: site.capacity}),

@@ -122,7 +122,8 @@ else:
 
 st.subheader(T["settings"])
 st.markdown(T["settings_text"].format(
-    p=cfg["forecast_p"], margin=cfg["forecast_p_margin"], horizon=cfg["forecast_horizon_h"],
+    p=share(cfg["forecast_p"]), margin=share(cfg["forecast_p_margin"]),
+    horizon=cfg["forecast_horizon_h"],
     nowcast=cfg["nowcast_hours"], ratio=cfg["nowcast_ratio_max"],
     refits=", ".join(f"{h:02d}:00" for h in cfg["refit_hours_local"]),
     step=season["alert_step_min"]))

@@ -314,6 +314,18 @@ GATE_LAST_UPSERT = """INSERT INTO gate_last_reading
         readings = readings + EXCLUDED.readings"""
 
 
+# -- the scheduler's jobs: refits, backups, retention, open-data exports -----------------------
+JOB_TABLES = [
+    """CREATE TABLE IF NOT EXISTS job_runs (
+        job VARCHAR NOT NULL,                -- refit, backup, retention, export
+        started_at_utc TIMESTAMP NOT NULL,
+        finished_at_utc TIMESTAMP NOT NULL,
+        ok BOOLEAN NOT NULL,
+        detail VARCHAR,                      -- what it did, or why it failed
+        PRIMARY KEY (job, started_at_utc))""",
+]
+
+
 def has_table(con: duckdb.DuckDBPyConnection, name: str) -> bool:
     """Whether the store has a table of this name (for migrations only)."""
     return bool(con.execute(
@@ -364,6 +376,7 @@ MIGRATIONS: tuple[Migration, ...] = (
               _statements(BACKTEST_SCORE_COLUMNS)),
     Migration(4, "alert tables and the record of alert evaluations", _alert_evaluations),
     Migration(5, "administrative overrides and their change log", _statements(ADMIN_TABLES)),
+    Migration(6, "the scheduler's job runs and their outcomes", _statements(JOB_TABLES)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

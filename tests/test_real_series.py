@@ -1,0 +1,166 @@
+"""The real counter series (`data/real/`, `forecasting/real_series.py`), the forecasts to
+beat (`forecasting/baselines.py`), the rolling choice (`forecasting/hybrid.py`) and the real
+benchmark's scoring (`bench/real_series.py`). No Prophet fit."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench.real_series import mase_scale, score_methods
+from forecasting.baselines import (
+    gradient_boosted,
+    mean_of_weeks,
+    regular_hours,
+    weekly_naive,
+)
+from forecasting.hybrid import rolling_choice
+from forecasting.real_series import DATA_DIR, SERIES, load_series
+
+ORIGIN = pd.Timestamp("2024-03-04")  # a Monday
+
+
+def _series(days: int = 70, seed: int = 3) -> pd.Series:
+    ds = pd.date_range(ORIGIN - pd.Timedelta(days=days - 14), periods=days * 24, freq="h")
+    rate = 20 + 80 * np.sin(np.pi * ds.hour / 24) ** 2 * (1 + 0.5 * (ds.day_of_week >= 5))
+    return pd.Series(np.random.default_rng(seed).poisson(rate).astype(float), index=ds)
+
+
+def test_weekly_naive_repeats_last_week_and_falls_back_over_an_outage() -> None:
+    y = _series()
+    y[(y.index >= ORIGIN - pd.Timedelta(days=7)) & (y.index < ORIGIN - pd.Timedelta(days=5))] \
+        = np.nan  # last Monday and Tuesday not counted
+    out = weekly_naive(y, ORIGIN, 168)
+    week = pd.Timedelta(days=7)
+    assert out["point"].iloc[0] == y[ORIGIN - 2 * week]  # two weeks back
+    assert out["point"].iloc[72] == y[ORIGIN + pd.Timedelta(hours=72) - week]
+    assert (out["lower"] <= out["point"]).all() and (out["upper"] >= out["point"]).all()
+
+
+def test_mean_of_weeks_averages_the_known_weeks() -> None:
+    y = _series()
+    out = mean_of_weeks(y, ORIGIN, 24)
+    first = [y[ORIGIN - pd.Timedelta(days=7 * k)] for k in (1, 2, 3, 4)]
+    assert out["point"].iloc[0] == pytest.approx(np.mean(first))
+    y[ORIGIN - pd.Timedelta(days=14)] = np.nan
+    again = mean_of_weeks(y, ORIGIN, 24)
+    assert again["point"].iloc[0] == pytest.approx(np.mean([first[0], *first[2:]]))
+
+
+@pytest.mark.parametrize("forecaster", [weekly_naive, mean_of_weeks, gradient_boosted])
+def test_no_forecast_reads_the_future(forecaster) -> None:
+    y = _series()
+    before = forecaster(y, ORIGIN, 168)
+    poisoned = y.copy()
+    poisoned[poisoned.index >= ORIGIN] = 1e9
+    after = forecaster(poisoned, ORIGIN, 168)
+    pd.testing.assert_frame_equal(before, after)
+
+
+def test_gradient_boosted_learns_the_weekly_shape() -> None:
+    y = _series(days=120)
+    out = gradient_boosted(y, ORIGIN, 168)
+    actual = y.reindex(out["ds"]).to_numpy()
+    naive = weekly_naive(y, ORIGIN, 168)["point"].to_numpy()
+    assert np.abs(out["point"] - actual).mean() < np.abs(naive - actual).mean()
+    assert (out["lower"] <= out["point"]).all() and (out["point"] <= out["upper"]).all()
+    covered = ((actual >= out["lower"]) & (actual <= out["upper"])).mean()
+    assert 0.5 < covered <= 1.0
+
+
+def test_bad_input_is_refused_with_a_reason() -> None:
+    y = _series()
+    with pytest.raises(ValueError, match="1-168 h"):
+        weekly_naive(y, ORIGIN, 200)
+    with pytest.raises(ValueError, match="hour start"):
+        mean_of_weeks(y, ORIGIN + pd.Timedelta(minutes=30), 24)
+    with pytest.raises(ValueError, match="DatetimeIndex"):
+        weekly_naive(y.reset_index(drop=True), ORIGIN, 24)
+
+
+def test_regular_hours_fills_holes_and_averages_repeats() -> None:
+    index = pd.DatetimeIndex(["2024-01-01 00:00", "2024-01-01 02:00", "2024-01-01 02:00"])
+    out = regular_hours(pd.Series([1.0, 2.0, 4.0], index=index))
+    assert out.index.tolist() == list(pd.date_range("2024-01-01", periods=3, freq="h"))
+    assert np.isnan(out.iloc[1]) and out.iloc[2] == 3.0
+
+
+def _scored(errors: dict[str, list[float]]) -> pd.DataFrame:
+    """Folds a week apart, 2 hours each; per candidate a constant error per fold."""
+    frames = []
+    for k in range(len(next(iter(errors.values())))):
+        origin = pd.Timestamp("2024-01-01") + pd.Timedelta(days=7 * k)
+        fold = pd.DataFrame({"origin": origin, "ds": [origin, origin + pd.Timedelta(hours=1)],
+                             "actual": [100.0, 100.0]})
+        for name, errs in errors.items():
+            fold[name] = 100.0 + errs[k]
+            fold[f"{name}_lower"] = fold[name] - 1
+            fold[f"{name}_upper"] = fold[name] + 1
+        frames.append(fold)
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_rolling_choice_uses_only_finished_folds() -> None:
+    scored = _scored({"a": [1, 1, 9, 9, 9], "b": [5, 5, 1, 1, 1]})
+    out, chosen = rolling_choice(scored, ["a", "b"], "b", horizon_hours=168, window=2)
+    # Fold 0: nothing finished → the default b; folds 1-2: a was better so far; fold 3: over
+    # folds 1-2, a erred 1 + 9, b 5 + 1 → b; fold 4: b.
+    assert chosen.tolist() == ["b", "a", "a", "b", "b"]
+    first = out[out["origin"] == scored["origin"].iloc[2]]
+    assert (first["hybrid"] == first["a"]).all()
+    assert (first["hybrid_lower"] == first["a_lower"]).all()
+
+
+def test_rolling_choice_waits_for_a_fold_to_end() -> None:
+    scored = _scored({"a": [1, 1], "b": [5, 5]})
+    _, chosen = rolling_choice(scored, ["a", "b"], "b", horizon_hours=8 * 24)
+    assert chosen.tolist() == ["b", "b"]  # an 8-day fold has not ended a week later
+
+
+def test_scores_per_method() -> None:
+    scored = _scored({"naive": [10, 10], "good": [5, 5]})
+    scored.loc[1, "actual"] = np.nan  # an unknown hour is not scored
+    table = score_methods(scored, ["naive", "good"], frozenset(), scale=10.0).set_index(
+        "method")
+    assert table.loc["naive", "ratio"] == 1.0 and table.loc["good", "ratio"] == 0.5
+    assert table.loc["good", "mase"] == 0.5
+    assert table.loc["good", "hours"] == 3
+    assert table.loc["naive", "coverage80"] == 0.0
+    y = pd.Series(np.tile([1.0, 3.0], 24 * 7 * 3), index=pd.date_range(
+        "2024-01-01", periods=24 * 7 * 6, freq="h"))
+    assert mase_scale(y, pd.Timestamp("2024-02-05")) == 0.0
+
+
+def test_every_series_loads_from_the_repository_copy() -> None:
+    for series_id in SERIES:
+        series = load_series(series_id)
+        y = series.y
+        assert y.index.is_unique and y.index.is_monotonic_increasing
+        assert (y.index.to_series().diff().dropna() == pd.Timedelta(hours=1)).all()
+        assert y.notna().sum() > 365 * 24, series_id
+        assert (y.dropna() >= 0).all()
+        assert series.holidays
+    dc = load_series("dc_casual")
+    assert dc.exog is not None and dc.exog.notna().all().all()
+
+
+def test_auckland_night_hours_belong_to_the_next_day() -> None:
+    # New Year's midnight crowd at the waterfront: the file lists it under 31 December.
+    y = load_series("akl_107_quay").y
+    assert y[pd.Timestamp("2024-01-01 00:00")] > 1000
+    # … and is more than three times the Saturday night's hour before it (281 people).
+    assert y[pd.Timestamp("2024-01-01 00:00")] > 3 * y[pd.Timestamp("2023-12-31 00:00")]
+
+
+def test_the_data_readme_gives_each_copied_file_its_checksum() -> None:
+    readme = (DATA_DIR / "README.md").read_text()
+    listed = dict(re.findall(r"`([^`]+\.csv)`[^\n]*?`([0-9a-f]{64})`", readme))
+    files = sorted(p.name for p in Path(DATA_DIR).glob("*.csv"))
+    assert sorted(listed) == files
+    for name, digest in listed.items():
+        assert hashlib.sha256((DATA_DIR / name).read_bytes()).hexdigest() == digest, name
