@@ -116,3 +116,13 @@ def test_a_fresh_folder_shows_the_recorded_reference(
     assert "seed 7," in " ".join(m.value for m in at.markdown)
     assert at.main.selectbox[0].value.name == "seed7.json"
 
+
+def test_the_repository_ships_a_reference_evaluation_with_its_seed_and_date() -> None:
+    """The file a fresh machine's early-warning page falls back on is in the repository,
+    readable, and labelled with its seed and the day it ran."""
+    shipped = early_warning.REFERENCE_RESULTS
+    assert shipped.is_file(), f"{shipped} is missing: make early-warning SEED=n, then copy it"
+    results = early_warning.read_results(shipped)
+    assert isinstance(results["seed"], int)
+    datetime.fromisoformat(results["created_utc"])
+    assert len(results["summary"]) and len(results["episodes"])
