@@ -17,9 +17,14 @@ same weekday-hours (`mean4w`), LightGBM on calendar + lag features (`lgbm`), its
 the 4-week mean (`lgbm_mean4w`), the project's Prophet model as the CSV backtest runs it
 (`prophet`: `forecasting.models.fit_and_forecast` on a stand-in site open around the clock,
 with the country's holidays), the average of Prophet and LightGBM (`prophet_lgbm`) and the
-candidate shipped model (`hybrid`, `forecasting/hybrid.py`: per series, the forecaster with the
-lowest MAE over the last 4 finished folds). Washington adds `lgbm_weather`: LightGBM with the
-hour's weather as it happened (an upper bound of what a weather forecast gives).
+an earlier candidate (`hybrid`, `forecasting/hybrid.py`: per series, the forecaster with the
+lowest MAE over the last 4 finished folds) and the shipped model (`shipped`,
+`forecasting/candidates.py`: per series, the one of Prophet and its candidates — Prophet +
+LightGBM, LightGBM, the 4-week mean, naive (each Prophet's on a calendar's festivals; these
+series have none), with Prophet's band moved to its median — that erred least over the
+last 4 finished folds, as a forecast run chooses from its newest backtest). Washington adds
+`lgbm_weather`: LightGBM with the hour's weather as it happened (an upper bound of what a
+weather forecast gives).
 
 Scores on hours where the count and every forecast are known: MAE and its ratio to the naive
 MAE, MASE (MAE over the in-sample weekly-naive MAE of the year before the first origin),
@@ -43,11 +48,13 @@ from forecasting.backtest import (
     BacktestTask,
     always_open_site,
     backtest_site,
+    band_coverage,
     choose_origins,
     csv_holidays,
 )
 from forecasting.baselines import gradient_boosted, mean_of_weeks, weekly_naive
 from forecasting.calendar import plain_calendar
+from forecasting.candidates import MODELS, recentre
 from forecasting.hybrid import rolling_choice
 from forecasting.models import quiet_cmdstan
 from forecasting.real_series import SERIES, RealSeries, load_series
@@ -108,9 +115,23 @@ def _prophet_fold(series: RealSeries, origin: pd.Timestamp, hours: int,
     if "scored" not in row:
         raise RuntimeError(f"Prophet failed: {row.get('message')}")
     scored = row["scored"]
-    return pd.DataFrame({"ds": scored["ds"], "prophet": scored["model"],
-                         "prophet_lower": scored["model_lower"],
-                         "prophet_upper": scored["model_upper"]})
+    out = pd.DataFrame({"ds": scored["ds"], "prophet": scored["model"],
+                        "prophet_lower": scored["model_lower"],
+                        "prophet_upper": scored["model_upper"]})
+    # The shipped model's candidates exactly as a forecast run makes them (Prophet on the
+    # festivals), each with Prophet's band moved to its median (`recentre`).
+    band = out[["prophet_lower", "prophet", "prophet_upper"]].to_numpy(float)
+    for model in MODELS[1:]:
+        column = f"candidate_{model}"
+        if column not in scored:
+            continue
+        point = scored[column].to_numpy(float)
+        moved = band.copy()
+        recentre(moved, point)
+        name = f"shipped_{model}"
+        out[name] = point
+        out[f"{name}_lower"], out[f"{name}_upper"] = moved[:, 0], moved[:, 2]
+    return out
 
 
 def mase_scale(y: pd.Series, first_origin: pd.Timestamp) -> float:
@@ -132,12 +153,12 @@ def score_methods(scored: pd.DataFrame, methods: list[str], holidays: frozenset,
     rows = []
     for method in methods:
         err = (frame[method] - actual).abs()
-        inside = (actual >= frame[f"{method}_lower"]) & (actual <= frame[f"{method}_upper"])
         rows.append({
             "method": method, "hours": int(len(frame)), "mae": err.mean(),
             "ratio": err.mean() / naive_err.mean(),
             "mase": err.mean() / scale if scale else np.nan,
-            "coverage80": inside.mean(),
+            "coverage80": band_coverage(actual, frame[f"{method}_lower"],
+                                        frame[f"{method}_upper"]),
             "holiday_ratio": (err[on_holiday].mean() / naive_err[on_holiday].mean()
                               if on_holiday.any() else np.nan),
             "busiest_ratio": err[busiest].mean() / naive_err[busiest].mean(),
@@ -172,11 +193,14 @@ def run_series(series: RealSeries, folds: int, step_days: int, horizon_days: int
     methods = ["naive", "mean4w", "lgbm", "lgbm_mean4w"]
     if "lgbm_weather" in scored:
         methods.append("lgbm_weather")
-    chosen = None
+    chosen = shipped = None
     if with_prophet:
         methods += ["prophet", "prophet_lgbm"]
         scored, chosen = rolling_choice(scored, HYBRID_CANDIDATES, "prophet", hours)
         methods.append("hybrid")
+        candidates = ["prophet", *(f"shipped_{m}" for m in MODELS[1:] if f"shipped_{m}" in scored)]
+        scored, shipped = rolling_choice(scored, candidates, "prophet", hours, name="shipped")
+        methods.append("shipped")
     known = scored["actual"].notna() & scored[methods].notna().all(axis=1)
     share = known.groupby(scored["origin"]).mean()
     refused = share[share < MIN_FOLD_SHARE].index
@@ -188,7 +212,9 @@ def run_series(series: RealSeries, folds: int, step_days: int, horizon_days: int
              "first_origin": origins[0], "last_origin": origins[-1],
              "share_scored": float(scored["scored"].sum() / (len(origins) * hours)),
              "share_min_fold": float(share.min()), "notes": series.notes,
-             "chosen": None if chosen is None else chosen.value_counts().to_dict()}
+             "chosen": None if chosen is None else chosen.value_counts().to_dict(),
+             "shipped": None if shipped is None else shipped.str.removeprefix(
+                 "shipped_").value_counts().to_dict()}
     return table.assign(series=series.series_id), scored.assign(series=series.series_id), facts
 
 
@@ -203,12 +229,14 @@ def markdown(table: pd.DataFrame, facts: list[dict]) -> str:
                      + ("" if pd.isna(row.holiday_ratio) else f"{row.holiday_ratio:.2f}")
                      + f" | {row.busiest_ratio:.2f} |")
     lines += ["", "| series | folds (scored) | origins | hours scored | worst fold | hybrid's "
-              "choices |", "|---|---|---|---:|---:|---|"]
+              "choices | shipped model's choices |", "|---|---|---|---:|---:|---|---|"]
     for f in facts:
         chosen = ", ".join(f"{k} {v}" for k, v in (f["chosen"] or {}).items())
+        shipped = ", ".join(f"{k} {v}" for k, v in (f["shipped"] or {}).items())
         lines.append(f"| {f['series']} | {f['folds']} ({f['folds_scored']}) | "
                      f"{f['first_origin']:%Y-%m-%d} → {f['last_origin']:%Y-%m-%d} | "
-                     f"{f['share_scored']:.1%} | {f['share_min_fold']:.0%} | {chosen} |")
+                     f"{f['share_scored']:.1%} | {f['share_min_fold']:.0%} | {chosen} | "
+                     f"{shipped} |")
     return "\n".join(lines)
 
 

@@ -44,6 +44,7 @@ from forecasting.calendar import (
     site_calendar,
     site_festival_days,
 )
+from forecasting.candidates import MODELS, candidate_forecasts
 from forecasting.csv_input import CsvInputError, read_counts_csv
 from forecasting.dwell import occupancy_from_arrivals
 from forecasting.models import (
@@ -64,6 +65,8 @@ from visitorflow.store import Store
 # naive forecast to compare with): below it the fold's error says which few hours survived
 # an outage (often its quiet edges), not how well the week was forecast.
 MIN_FOLD_SHARE = 0.5
+# The busiest hours scored apart: a tenth of the hours holds the peaks that raise alerts.
+BUSIEST_SHARE = 0.1
 
 RESULT_COLUMNS = [
     "site_id", "folds", "horizon_h", "open_hours", "mae", "mae_naive", "mae_ratio", "mape_open",
@@ -88,6 +91,8 @@ class BacktestTask:
     long_folds: dict[datetime, int] = field(default_factory=dict)
     overload_share: float = 1.0
     keep_scored: bool = False
+    # Also score every candidate forecaster (forecasting.candidates) on the same folds.
+    candidates: bool = True
 
 
 def backtest_site(task: BacktestTask) -> dict:
@@ -111,6 +116,13 @@ def backtest_site(task: BacktestTask) -> dict:
             naive = seasonal_naive_hourly(past, site, origin, fold_hours)
             fold = forecast[["ds", "is_open", "arrivals", "p_overload"]].rename(
                 columns={"arrivals": "model"})
+            if task.candidates:
+                points = candidate_forecasts(past, site, task.calendar, origin, fold_hours,
+                                             forecast["arrivals"].to_numpy(float), MODELS,
+                                             task.temperature)
+                for model in MODELS:
+                    if model in points:
+                        fold[f"candidate_{model}"] = points[model].to_numpy()
             fold["naive"] = naive["arrivals"].to_numpy()
             fold["actual"] = fold["ds"].map(actual)
             # Occupancy the counted arrivals imply (the model's own dwell convolution), so
@@ -134,6 +146,8 @@ def backtest_site(task: BacktestTask) -> dict:
         scored = pd.concat(kept, ignore_index=True)
         row = score(scored, task.festival_days, len(kept), hours, site.id, task.occurrences)
         row["fold_shares"] = shares
+        if task.candidates:
+            row["model_scores"] = score_models(scored)
         if refused:
             row["message"] = (f"{len(refused)} fold(s) not scored (less than "
                               f"{MIN_FOLD_SHARE:.0%} of the hours counted): "
@@ -182,6 +196,42 @@ def score(
         row["overload_hours"] = int(hit.sum())
         row["overload_brier"] = float(np.mean((p - hit) ** 2)) if len(p) else None
     return row
+
+
+def score_models(scored: pd.DataFrame, busiest_share: float = BUSIEST_SHARE) -> pd.DataFrame:
+    """Each candidate's pooled error on the same hours: open, counted, with a naive forecast
+    and a value from every candidate scored. scored: is_open, actual, naive, and
+    `candidate_<model>` columns. Returns model, folds, open_hours, mae, mae_ratio (to the
+    weekly naive on those hours) and busiest_mae_ratio (the same on the `busiest_share` of
+    those hours with the most arrivals: they decide the overload alerts)."""
+    columns = [c for c in scored if c.startswith("candidate_")]
+    ok = scored[scored["is_open"] & scored["actual"].notna() & scored["naive"].notna()
+                & scored[columns].notna().all(axis=1)]
+    busiest = ok["actual"] >= ok["actual"].quantile(1 - busiest_share) if len(ok) else ok["actual"]
+    naive_err = (ok["naive"] - ok["actual"]).abs()
+    rows = []
+    for column in columns:
+        err = (ok[column] - ok["actual"]).abs()
+        mae, mae_naive = _mean(err), _mean(naive_err)
+        top, top_naive = _mean(err[busiest]), _mean(naive_err[busiest])
+        rows.append({
+            "model": column.removeprefix("candidate_"),
+            "folds": int(ok["origin"].nunique()) if "origin" in ok else 1,
+            "open_hours": int(len(ok)), "mae": mae,
+            "mae_ratio": mae / mae_naive if mae_naive else None,
+            "busiest_mae_ratio": top / top_naive if top_naive else None,
+        })
+    return pd.DataFrame(rows, columns=["model", "folds", "open_hours", "mae", "mae_ratio",
+                                       "busiest_mae_ratio"])
+
+
+def band_coverage(actual: pd.Series, lower: pd.Series, upper: pd.Series) -> float | None:
+    """The share of hours whose count lies within the band (ends included), over the hours
+    where all three are known: an honest 80 % band covers about 80 %."""
+    frame = pd.DataFrame({"a": actual, "lo": lower, "hi": upper}).dropna()
+    if frame.empty:
+        return None
+    return float(((frame["a"] >= frame["lo"]) & (frame["a"] <= frame["hi"])).mean())
 
 
 def festival_peaks(ok: pd.DataFrame, occurrences: pd.DataFrame | None) -> pd.DataFrame:
@@ -374,6 +424,8 @@ def run_backtest(
                                     "horizon_h": task.horizon_days * 24, "open_hours": 0,
                                     "message": f"worker lost: {type(exc).__name__}: {exc}"},
     ))
+    model_scores = [row.pop("model_scores").assign(site_id=row["site_id"])
+                    for row in rows if isinstance(row.get("model_scores"), pd.DataFrame)]
     if scored_path is not None:
         scored = [row.pop("scored") for row in rows if "scored" in row]
         if scored:
@@ -389,6 +441,9 @@ def run_backtest(
                                   "origins": [o.isoformat() for o in origins or []]}),
     )
     store.write_backtest(stored)
+    if model_scores:
+        scores = pd.concat(model_scores, ignore_index=True)
+        store.write_backtest_models(scores.assign(backtest_id=stored["backtest_id"].iloc[0]))
     return table
 
 

@@ -157,12 +157,13 @@ def lag_features(
 
 def gradient_boosted(
     y: pd.Series, origin: datetime, hours: int, holidays: frozenset | None = None,
-    exog: pd.DataFrame | None = None,
+    exog: pd.DataFrame | None = None, band: bool = True,
 ) -> pd.DataFrame:
     """LightGBM on `lag_features` (median objective: the benchmark scores absolute errors;
     the 10 % and 90 % quantile models give the band), trained on the TRAIN_DAYS before
     `origin`. `exog` (indexed by local hour, e.g. weather) must cover the forecast hours:
-    what it adds is measured with the values that happened (a perfect weather forecast)."""
+    what it adds is measured with the values that happened (a perfect weather forecast).
+    Without `band`, only the median model is trained (lower = upper = point)."""
     import lightgbm  # heavy import, only where the model is fitted
 
     start = _check(y, origin, hours)
@@ -180,11 +181,11 @@ def gradient_boosted(
     x_future = lag_features(known, ds, holidays, exog)
     preds = {}
     data = lightgbm.Dataset(x_train[usable], target[usable], free_raw_data=False)
-    for name, alpha in (("point", 0.5), ("lower", BAND_QUANTILES[0]),
-                        ("upper", BAND_QUANTILES[1])):
+    quantiles = (("point", 0.5), ("lower", BAND_QUANTILES[0]), ("upper", BAND_QUANTILES[1]))
+    for name, alpha in quantiles if band else quantiles[:1]:
         params = {**LGBM_PARAMS, "objective": "quantile", "alpha": alpha}
         booster = lightgbm.train(params, data, num_boost_round=LGBM_ROUNDS)
         preds[name] = np.clip(booster.predict(x_future), 0, None)
-    lo = np.minimum(preds["lower"], preds["point"])
-    hi = np.maximum(preds["upper"], preds["point"])
+    lo = np.minimum(preds.get("lower", preds["point"]), preds["point"])
+    hi = np.maximum(preds.get("upper", preds["point"]), preds["point"])
     return _frame(ds, preds["point"], lo, hi)

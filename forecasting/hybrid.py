@@ -1,7 +1,8 @@
-"""A candidate for the shipped forecast: per series, the forecaster that did best over its
-last few backtest folds (a rolling choice among Prophet, the gradient-boosted model and their
-blends). It learns only from folds whose week had ended by the origin, as a production run
-choosing each week from its own backtest would.
+"""The rolling choice among forecasters, as a forecast run makes it from its newest backtest
+(forecasting/candidates.py), replayed over a benchmark's folds: at each origin, the forecaster
+that did best over the last few folds whose week had ended by then. `bench.real_series` uses
+it for the shipped model (`shipped`) and for an earlier candidate (`hybrid`: Prophet,
+LightGBM and two averages).
 """
 
 from __future__ import annotations

@@ -51,6 +51,7 @@ import pandas as pd
 from prophet import Prophet
 
 from forecasting.calendar import SiteCalendar
+from forecasting.candidates import DEFAULT_MODEL, candidate_forecasts, recentre
 from forecasting.dwell import occupancy_from_arrivals
 from forecasting.features import (
     HOLIDAY_REGRESSOR,
@@ -220,6 +221,20 @@ def forecast_hourly(
     p_overload = P(occupancy ≥ overload_share × capacity) from predictive samples.
     `day_totals` (local day → people/day): days whose median total is set to these, every
     sample of the day scaled alike (`scale_to_day_totals`), before occupancy is derived."""
+    grid, samples = hourly_samples(fitted, start_local, hours, temperature, day_totals)
+    return summarise_hourly(grid, samples, fitted.site, fitted.settings, overload_share,
+                            lead_in)
+
+
+def hourly_samples(
+    fitted: FittedHourly,
+    start_local: datetime,
+    hours: int,
+    temperature: pd.DataFrame | None = None,
+    day_totals: pd.Series | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """The predictive samples of arrivals behind `forecast_hourly`: the grid (ds, is_open)
+    and an hours × samples array (closed hours 0)."""
     site, settings = fitted.site, fitted.settings
     grid = pd.DataFrame({"ds": pd.date_range(start_local, periods=hours, freq="h")})
     is_open = table_mask(fitted.open_table, grid["ds"])
@@ -235,10 +250,24 @@ def forecast_hourly(
         samples[is_open] = np.clip(np.expm1(log_samples), 0, None)
     if day_totals is not None and len(day_totals):
         scale_to_day_totals(samples, grid["ds"], is_open, site, day_totals)
+    grid["is_open"] = is_open
+    return grid, samples
+
+
+def summarise_hourly(
+    grid: pd.DataFrame,
+    samples: np.ndarray,
+    site: Site,
+    settings: ForecastSettings,
+    overload_share: float = 1.0,
+    lead_in: np.ndarray | None = None,
+) -> pd.DataFrame:
+    """`forecast_hourly`'s columns from samples of arrivals (rows: the grid's hours)."""
+    is_open = grid["is_open"].to_numpy(bool)
     occ = occupancy_from_arrivals(samples, is_open, site.dwell_min, lead_in)
     lo_q, hi_q = (1 - settings.interval_width) / 2, (1 + settings.interval_width) / 2
     threshold = overload_share * site.capacity
-    grid["is_open"] = is_open
+    grid = grid.copy()
     grid["arrivals"] = np.median(samples, axis=1)
     grid["arrivals_lower"] = np.quantile(samples, lo_q, axis=1)
     grid["arrivals_upper"] = np.quantile(samples, hi_q, axis=1)
@@ -307,6 +336,7 @@ def fit_and_forecast(
     overload_share: float = 1.0,
     lead_in: np.ndarray | None = None,
     temperature: pd.DataFrame | None = None,
+    model: str = DEFAULT_MODEL,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit both models of a site on `history` (ds, arrivals) before `start_local` and forecast:
     (hourly for `hours` hours from `start_local`, daily for `days` days from its day). The
@@ -314,7 +344,11 @@ def fit_and_forecast(
     instead of 400 doubled the refit, bench/results.md, "a longer hourly window (two
     occurrences per festival), measured and not kept"), the daily model the whole days of the
     last `daily_history_days`; with `holiday_totals_from_daily`, the hourly forecast's holiday
-    days take the daily model's totals (`holiday_day_totals`)."""
+    days take the daily model's totals (`holiday_day_totals`). `model` (one of
+    `forecasting.candidates.MODELS`) sets the hourly median; Prophet's samples, moved to it,
+    give the band and p_overload (`forecasting.candidates`). A model that cannot forecast
+    (too little history) leaves Prophet's; the hourly frame's `model` attribute
+    (`hourly.attrs["model"]`) says which was used."""
     start = pd.Timestamp(start_local)
     first_day = start.normalize()
     past = history[history["ds"] < start]
@@ -327,8 +361,16 @@ def fit_and_forecast(
     totals = (holiday_day_totals(daily, site, calendar)
               if settings.holiday_totals_from_daily else None)
     hourly_model = fit_hourly(recent, site, settings, calendar, temperature)
-    hourly = forecast_hourly(hourly_model, start_local, hours, overload_share, lead_in,
-                             temperature, totals)
+    grid, samples = hourly_samples(hourly_model, start_local, hours, temperature, totals)
+    used = DEFAULT_MODEL
+    if model != DEFAULT_MODEL:
+        points = candidate_forecasts(past, site, calendar, start_local, hours,
+                                     np.median(samples, axis=1), (model,), temperature)
+        if model in points:
+            recentre(samples, points[model].to_numpy(float))
+            used = model
+    hourly = summarise_hourly(grid, samples, site, settings, overload_share, lead_in)
+    hourly.attrs["model"] = used
     return hourly, daily
 
 

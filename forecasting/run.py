@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from forecasting.calendar import SiteCalendar, festival_labels, site_calendar
+from forecasting.candidates import DEFAULT_MODEL, choose_model
 from forecasting.models import fit_and_forecast
 from forecasting.parallel import map_tasks
 from visitorflow.catalogue import Catalogue, Site, load_catalogue
@@ -52,6 +53,9 @@ class SiteTask:
     daily_days: int
     overload_share: float
     temperature: pd.DataFrame | None = None  # ds (local hour), temp_c: history + future
+    model: str = DEFAULT_MODEL  # the forecaster of the hourly median (forecasting.candidates)
+    # Each candidate's MAE / naive MAE in the newest backtest (the one used is reported).
+    model_ratios: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -61,6 +65,8 @@ class SiteResult:
     message: str = ""
     fit_s: float = 0.0
     regressors: str = ""
+    model: str = DEFAULT_MODEL
+    model_mae_ratio: float | None = None
     hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
     daily: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -90,11 +96,14 @@ def forecast_site(task: SiteTask) -> SiteResult:
         hourly, daily = fit_and_forecast(
             task.history, site, task.settings, task.calendar, task.start_local,
             task.settings.hourly_horizon_days * 24, task.daily_days, task.overload_share,
-            lead_in, task.temperature,
+            lead_in, task.temperature, task.model,
         )
+        used = hourly.attrs.get("model", DEFAULT_MODEL)
         return SiteResult(
             site.id, True, fit_s=time.perf_counter() - started,
-            regressors="cold_c" if task.temperature is not None else "", hourly=hourly, daily=daily,
+            regressors="cold_c" if task.temperature is not None else "",
+            model=used, model_mae_ratio=task.model_ratios.get(used),
+            hourly=hourly, daily=daily,
         )
     except Exception as exc:  # reported per site, the run goes on
         last = traceback.extract_tb(exc.__traceback__)[-1]
@@ -209,6 +218,7 @@ def prepare_tasks(
     history_days = max(fc.hourly_history_days, fc.daily_history_days)
     history_start_utc = history_end_utc - timedelta(days=history_days)
     arrivals = store.hourly_arrivals(None, history_start_utc, history_end_utc)
+    scores = store.latest_model_scores()
     future_end_utc = history_end_utc + timedelta(days=max(daily_days, fc.hourly_horizon_days) + 1)
     years = range(history_start_utc.year - 1, (history_end_utc + timedelta(days=daily_days)).year
                   + 2)
@@ -221,14 +231,23 @@ def prepare_tasks(
             temperature = site_temperature(store, site_id, history_start_utc, history_end_utc,
                                            future_end_utc, tz, temperature_scenario,
                                            fc.cold_threshold_c)
+        own = scores[scores["site_id"] == site_id].dropna(subset=["mae_ratio"])
         tasks.append(SiteTask(
             site=site, settings=fc, history=history,
             calendar=site_calendar(site_id, years, fc.festival_window_before_days,
                                    fc.festival_window_after_days, site.kind),
             start_local=start_local, daily_days=daily_days,
             overload_share=float(limits.at[site_id, "overload"]), temperature=temperature,
+            model=site_model(fc.model, own),
+            model_ratios=dict(zip(own["model"], own["mae_ratio"].astype(float), strict=True)),
         ))
     return tasks
+
+
+def site_model(setting: str, scores: pd.DataFrame) -> str:
+    """The forecaster for a site: the setting's model when it names one, else ("auto") the
+    best of the site's newest backtest `scores` (model, mae_ratio)."""
+    return setting if setting != "auto" else choose_model(scores)[0]
 
 
 # -- running and writing ---------------------------------------------------------------------------
@@ -284,13 +303,17 @@ def _write(
         d["festival"] = d["day_local"].map(labels)
         daily.append(d.drop(columns="ds"))
     # The newest backtest travels with the run, so whoever shows a forecast can say whether
-    # it beat last week's pattern when it was last measured.
+    # it beat last week's pattern when it was last measured: the score of the forecaster
+    # used, or for Prophet without candidate scores, the backtest's own row.
     backtest = store.latest_backtest()
     ratios = dict(zip(backtest["site_id"], backtest["mae_ratio"], strict=True))
     sites = pd.DataFrame([
         {"site_id": r.site_id, "status": "ok" if r.ok else "failed",
          "message": r.message or None, "fit_s": r.fit_s, "regressors": r.regressors or None,
-         "backtest_mae_ratio": ratios.get(r.site_id)}
+         "backtest_mae_ratio": (r.model_mae_ratio if r.model_mae_ratio is not None
+                                else ratios.get(r.site_id) if r.model == DEFAULT_MODEL
+                                else None),
+         "model": r.model if r.ok else None}
         for r in results
     ])
     run_settings = {
@@ -301,7 +324,8 @@ def _write(
         "executor": scheduler or "local processes",
         "model": "prophet on log1p(arrivals), open hours only, daily profiles per "
                  "weekday/weekend and opening pattern, festival and festival-peak days, "
-                 "lunar seasons, L-BFGS",
+                 "lunar seasons, L-BFGS; per site the hourly median of the forecaster in "
+                 "forecast_sites.model (forecasting/candidates.py)",
     }
     store.write_forecast_run(
         {"run_id": run_id, "created_at_utc": created, "history_end_utc": history_end_utc,

@@ -1,5 +1,7 @@
 """The product's periodic jobs, in local time from the settings (`schedule`):
 
+- `backtest`: the last weeks' folds for every site and candidate forecaster, whose scores
+  choose each site's forecaster in the next refit (`forecasting/candidates.py`);
 - `refit`: every site's models and a new forecast run, at each of `refit_hours_local`;
 - `export`: yesterday's open data (visitorflow.export) into `export_dir/<day>/`;
 - `backup`: a consistent copy of the store, the newest N kept (visitorflow.backup);
@@ -80,6 +82,9 @@ def job_commands(settings: Settings) -> dict[str, tuple[tuple[int, ...], Command
                 "--end", day.isoformat(), "--out", str(sched.export_dir / day.isoformat())]
 
     return {
+        "backtest": ((sched.backtest_hour_local,),
+                     lambda _due: [sys.executable, "-m", "forecasting.backtest",
+                                   "--no-progress"]),
         "refit": (sched.refit_hours_local, refit_command),
         "export": ((sched.export_hour_local,), export),
         "backup": ((sched.backup_hour_local,),
@@ -309,7 +314,7 @@ def main(argv: list[str] | None = None) -> int:
                 try:
                     store.record_job(outcome.job, outcome.started_utc, outcome.finished_utc,
                                      outcome.ok, outcome.detail)
-                except StoreError as exc:
+                except (StoreError, ValueError) as exc:  # the loop goes on: jobs still run
                     log.error("could not record the %s run in the store: %s", outcome.job, exc)
             wall.sleep(TICK_S)
     finally:

@@ -252,6 +252,18 @@ def signed_in_app(dashboard_users: dict[str, str]) -> Callable[..., object]:
     return open_app
 
 
+def open_page(signed_in_app: Callable[..., object], page: str, lang: str = "vi",
+              role: str = "viewer"):  # AppTest
+    """`views/<page>.py` of the dashboard signed in with `role`, in `lang`; fails on an
+    exception."""
+    at = signed_in_app(role)
+    at.switch_page(f"views/{page}.py").run()
+    if lang != "vi":
+        at.sidebar.selectbox(key="language").set_value(lang).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
 @pytest.fixture
 def fresh_streamlit_caches() -> Iterator[None]:
     """Streamlit's caches live per process: start and end a test with them empty."""

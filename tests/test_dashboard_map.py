@@ -1,7 +1,8 @@
 """The live map's names, legend, district lines, spread-out city sites and the way from a site
 on the map to its detail page: the deck's spec through Streamlit's AppTest, then the page in
 a real headless Chromium (a canvas: names are checked in the deck's data and as drawn pixels,
-the legend and the site list as the page's text)."""
+the legend and the site list as the page's text; a click on a dot or a name lands on the
+pixel computed from the map's view)."""
 
 from __future__ import annotations
 
@@ -133,6 +134,11 @@ def test_the_map_names_every_site_in_the_language_with_a_legend_and_the_former_d
     assert ids.index("boundary") < ids.index("districts") < ids.index("sites") < ids.index(
         "labels")
 
+    # A click on a dot or on a name selects its site (and opens its page: in Chromium, below).
+    assert layer(deck, "sites")["pickable"] and labels["pickable"]
+    chart = at.get("deck_gl_json_chart")[0].proto
+    assert list(chart.selection_mode) and chart.id, "the map should be selectable"
+
     legend = next(m.value for m in at.markdown if "map-legend" in m.value)
     for level in LoadLevel:
         assert LEVEL_LABELS[level][lang] in legend, (level, legend)
@@ -186,6 +192,15 @@ def _open_site_list(page, label: str) -> None:
     raise AssertionError(f"the site list {label!r} did not open")
 
 
+def _map_pixel(page, lon: float, lat: float) -> tuple[float, float]:
+    """Where the point (lon, lat) is drawn on the page: the map opens on the province view,
+    and two points' world pixels differ by their distance on the screen."""
+    box = page.locator(MAP).bounding_box()
+    cx, cy = world_px(106.73, 21.89, ZOOM)
+    x, y = world_px(lon, lat, ZOOM)
+    return box["x"] + box["width"] / 2 + x - cx, box["y"] + box["height"] / 2 + y - cy
+
+
 def _choose_language(page, label: str) -> None:
     page.locator('[data-testid="stSidebar"] [data-testid="stSelectbox"]').first.click()
     page.get_by_role("option", name=label).click()
@@ -230,18 +245,15 @@ def test_map_names_legend_and_the_way_to_a_site_in_three_languages(
                 page.keyboard.press("Escape")
 
             # Hovering Mẫu Sơn's dot (not moved: drawn on its true point) shows its tooltip,
-            # which points to the list under the map; choosing it there opens its page.
+            # which says a click opens it; without the mouse, the list under the map does.
             page.locator(MAP).scroll_into_view_if_needed()
             page.wait_for_timeout(500)
-            box = page.locator(MAP).bounding_box()
             mau_son = CATALOGUE.site("mau_son")
-            cx, cy = world_px(106.73, 21.89, ZOOM)
-            x, y = world_px(mau_son.lon, mau_son.lat, ZOOM)
-            at = (box["x"] + box["width"] / 2 + x - cx, box["y"] + box["height"] / 2 + y - cy)
+            at = _map_pixel(page, mau_son.lon, mau_son.lat)
             page.mouse.move(*at)
             page.wait_for_timeout(300)
             page.mouse.move(at[0] + 1, at[1])
-            page.get_by_text("在地图下方的列表中选择景点以查看详情").wait_for(timeout=10_000)
+            page.get_by_text("点击景点打开详情页").wait_for(timeout=10_000)
             _open_site_list(page, "查看景点详情")
             page.get_by_role("option", name=mau_son.name.get("zh")).click()
             page.get_by_text("打开详情页：" + mau_son.name.get("zh")).click()
@@ -264,3 +276,90 @@ def test_map_names_legend_and_the_way_to_a_site_in_three_languages(
         # letters missing from the glyph atlas) next to no pixel of the map is this dark.
         assert seen[lang]["dark"] > 0.0005, {lg: seen[lg]["dark"] for lg in LANGS}
     assert "site=mau_son" in site_url, site_url
+
+
+def _site_page_after(page, click: tuple[float, float], title: str, today: str) -> dict:
+    """Click the map at `click` as a hand does (the pointer over the site first, then a
+    press of 80 ms: deck.gl lost about one in eight instant clicks that came with no hover);
+    once the site page's title shows, wait past the live page's refresh (REFRESH_S: a stray
+    refresh of the live page broke the new page at about this time) and read what is drawn:
+    title, the chosen site, its first section, the address."""
+    page.mouse.move(*click)
+    page.wait_for_timeout(200)
+    page.mouse.click(*click, delay=80)
+    page.get_by_role("heading", name=title).wait_for(timeout=30_000)
+    page.wait_for_timeout(3000)
+    main = page.locator('[data-testid="stMain"]')
+    return {
+        "title": main.get_by_role("heading", name=title).is_visible(),
+        "site": main.locator('[data-testid="stSelectbox"] input').first.input_value(
+            timeout=5_000),
+        "today": main.get_by_role("heading", name=today).is_visible(),
+        "url": page.url,
+    }
+
+
+@pytest.mark.browser
+def test_a_click_on_a_dot_or_a_name_on_the_map_opens_that_sites_page(
+    chromium: Path, dashboard_url: str, dashboard_store: Settings, tmp_path: Path,  # noqa: F811
+    dashboard_users: dict[str, str],
+) -> None:
+    """Mẫu Sơn's dot in Vietnamese, then (back on the live map, in Chinese) the name of a city
+    site drawn in the column beside its group: each opens that site's page, in the page's
+    language, still drawn seconds later; going back to the map stays on the map."""
+    from playwright.sync_api import sync_playwright
+
+    live_vi, live_zh = "Lượng khách tại các điểm du lịch Lạng Sơn", "谅山旅游景点客流"
+    mau_son, ky_lua = CATALOGUE.site("mau_son"), CATALOGUE.site("ky_lua")
+    zh_layout = map_layout(_points("zh"), ZOOM, row_px=22, char_px=13 * 0.55).set_index(
+        "site_id").loc["ky_lua"]
+    assert zh_layout["moved"]
+    requests: list[str] = []
+    errors: list[str] = []
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=str(chromium), args=CHROMIUM_ARGS)
+        try:
+            context = browser.new_context(viewport={"width": 1400, "height": 1300})
+            context.on("request", lambda req: requests.append(req.url))
+            page = context.new_page()
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            sign_in(page, dashboard_url, dashboard_users["viewer"])
+            page.get_by_role("heading", name=live_vi).wait_for(timeout=60_000)
+            _wait_for_map(page, requests)
+            page.locator(MAP).scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            by_dot = _site_page_after(page, _map_pixel(page, mau_son.lon, mau_son.lat),
+                                      "Chi tiết điểm", "Hôm nay so với dự báo")
+            page.screenshot(path=str(tmp_path / "site_after_dot.png"), full_page=True)
+
+            # Back on the map (the click's selection must not open the site again).
+            page.locator('[data-testid="stSidebarNav"]').get_by_text(
+                "Bản đồ trực tiếp", exact=True).click()
+            page.get_by_role("heading", name=live_vi).wait_for(timeout=30_000)
+            page.wait_for_timeout(3000)
+            stayed = page.get_by_role("heading", name=live_vi).is_visible()
+
+            # The name, not the dot: its text starts a dot's radius (at most 10 px in a
+            # column) and 4 px beside the dot, on the side the layout put it.
+            _choose_language(page, "中文")
+            page.get_by_role("heading", name=live_zh).wait_for(timeout=60_000)
+            _wait_for_map(page, requests)
+            page.locator(MAP).scroll_into_view_if_needed()
+            page.wait_for_timeout(500)
+            x, y = _map_pixel(page, zh_layout["map_lon"], zh_layout["map_lat"])
+            side = 1 if zh_layout["anchor"] == "start" else -1
+            by_name = _site_page_after(page, (x + side * 24, y), "景点详情", "今日与预测对比")
+            page.screenshot(path=str(tmp_path / "site_after_name.png"), full_page=True)
+        finally:
+            browser.close()
+
+    assert by_dot == {"title": True, "site": mau_son.name.get("vi"), "today": True,
+                      "url": by_dot["url"]}, by_dot
+    assert by_dot["url"].endswith("?site=mau_son"), by_dot
+    assert stayed, "going back to the live map opened the site's page again"
+    assert by_name == {"title": True, "site": ky_lua.name.get("zh"), "today": True,
+                       "url": by_name["url"]}, by_name
+    assert by_name["url"].endswith("?site=ky_lua"), by_name
+    # A stray refresh of the live page on the site's page showed as a console error ("Bad
+    # delta path"), then a page that stayed blank.
+    assert not errors, errors

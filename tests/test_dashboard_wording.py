@@ -13,6 +13,7 @@ import pytest
 from streamlit.dataframe_util import convert_arrow_bytes_to_pandas_df
 from streamlit.testing.v1 import AppTest
 
+from tests.conftest import open_page
 from visitorflow.alerts import evaluate_alerts
 from visitorflow.catalogue import load_catalogue
 from visitorflow.clock import to_local, utc_now
@@ -21,15 +22,6 @@ from visitorflow.settings import Settings
 from .test_dashboard_redirect import forecast_store  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.usefixtures("fresh_streamlit_caches")
-
-
-def _open(signed_in_app: Callable[..., AppTest], page: str, lang: str = "vi") -> AppTest:
-    at = signed_in_app("viewer")
-    at.switch_page(f"views/{page}.py").run()
-    if lang != "vi":
-        at.sidebar.selectbox(key="language").set_value(lang).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
 
 
 def _evaluate(settings: Settings, minutes_ago: float = 0) -> str:
@@ -57,7 +49,7 @@ def test_alerts_page_says_when_alerts_were_evaluated_and_that_sites_are_normal(
 
     Store.from_settings(settings).initialise()
     when = _evaluate(settings)
-    at = _open(signed_in_app, "alerts", lang)
+    at = open_page(signed_in_app, "alerts", lang)
     assert any(c.value.startswith(evaluated) and when in c.value for c in at.caption), (
         [c.value for c in at.caption])
     assert any(none_open in s.value for s in at.success), [s.value for s in at.success]
@@ -71,7 +63,7 @@ def test_an_old_evaluation_warns_that_the_collector_may_have_stopped(
 
     Store.from_settings(settings).initialise()
     when = _evaluate(settings, minutes_ago=30)
-    at = _open(signed_in_app, "alerts")
+    at = open_page(signed_in_app, "alerts")
     assert any(when in w.value and "bộ thu có thể đã dừng" in w.value for w in at.warning)
 
 
@@ -80,7 +72,7 @@ def test_a_forecast_alert_gives_its_probability_as_a_percentage(
 ) -> None:
     """Mẫu Sơn is forecast overloaded with p = 0.9 (tests/test_dashboard_redirect.py)."""
     _evaluate(forecast_store)
-    at = _open(signed_in_app, "alerts", "en")
+    at = open_page(signed_in_app, "alerts", "en")
     shown = [e.value for e in at.error] + [w.value for w in at.warning]
     forecast = [m for m in shown if "likely overloaded" in m]
     assert forecast and all("(probability 90%)" in m for m in forecast), shown
@@ -92,7 +84,7 @@ def test_a_forecast_alert_gives_its_probability_as_a_percentage(
 def test_redirect_page_says_how_busy_the_chosen_site_is_and_the_message_does_not(
     forecast_store: Settings, signed_in_app: Callable[..., AppTest],  # noqa: F811
 ) -> None:
-    at = _open(signed_in_app, "redirect")
+    at = open_page(signed_in_app, "redirect")
     # Đền Bắc Lệ: 50 of 500, normal.
     at.selectbox(key="redirect_site").set_value("den_bac_le").run()
     assert not at.exception, [e.value for e in at.exception]
@@ -117,7 +109,7 @@ def test_redirect_page_says_how_busy_the_chosen_site_is_and_the_message_does_not
 def test_planner_probability_is_a_percentage(
     forecast_store: Settings, signed_in_app: Callable[..., AppTest],  # noqa: F811
 ) -> None:
-    at = _open(signed_in_app, "planner")
+    at = open_page(signed_in_app, "planner")
     at.radio(key="planner_mode").set_value("range").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
@@ -140,7 +132,7 @@ def test_site_page_marks_the_current_hour_as_so_far_and_shades_the_forecast_rang
                           "ts_utc": pd.date_range(start, periods=24, freq="h")})
     write_hourly_run(Store.from_settings(dashboard_store),
                      load_catalogue(dashboard_store.catalogue_path), hours, utc_now())
-    at = _open(signed_in_app, "site")
+    at = open_page(signed_in_app, "site")
     at.selectbox(key="site").set_value("tam_thanh").run()
     assert not at.exception, [e.value for e in at.exception]
     import json

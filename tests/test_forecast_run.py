@@ -146,11 +146,60 @@ def test_backtest_beats_weekly_naive_on_the_synthetic_history(small: Settings) -
     stored = Store.from_settings(small).latest_backtest()
     assert stored["site_id"].tolist() == ["den_bac_le", "tam_thanh"]
     assert stored["mae_ratio"].tolist() == pytest.approx(table["mae_ratio"].tolist())
-    # The next run carries each site's backtest ratio for whoever shows its forecast.
+    # Every candidate forecaster was scored on the same folds; Prophet's score is the
+    # backtest's own row.
+    scores = Store.from_settings(small).latest_model_scores()
+    assert set(scores["model"]) == {"prophet", "prophet_lgbm", "lgbm", "mean4w", "naive"}
+    assert (scores.groupby("site_id").size() == 5).all()
+    prophet = scores[scores["model"] == "prophet"].set_index("site_id")["mae_ratio"]
+    assert prophet.to_dict() == pytest.approx(table.set_index("site_id")["mae_ratio"].to_dict())
+    # The next run uses per site the candidate that erred least, and carries its score for
+    # whoever shows the forecast.
     report = run_forecasts(small, ["tam_thanh"], processes=1, progress=False)
     sites = Store.from_settings(small).forecast_sites(report.run_id)
-    assert sites["backtest_mae_ratio"].tolist() == pytest.approx(
-        table.loc[table["site_id"] == "tam_thanh", "mae_ratio"].tolist())
+    own = scores[scores["site_id"] == "tam_thanh"]
+    best = own.loc[own["mae_ratio"].idxmin()]
+    assert sites["model"].tolist() == [best["model"]]
+    assert sites["backtest_mae_ratio"].tolist() == pytest.approx([best["mae_ratio"]])
+
+
+def test_a_site_whose_models_lose_to_naive_is_forecast_by_naive_and_says_so(
+    small: Settings,
+) -> None:
+    """The newest backtest says every model erred more than last week's counts at Tam Thanh:
+    the run falls back to the weekly naive there, records it, and the forecast of an ordinary
+    open hour of the first week is the count of the same hour a week before."""
+    store = Store.from_settings(small)
+    created = datetime(2027, 1, 20)
+    store.write_backtest(pd.DataFrame([{
+        "backtest_id": "bt-naive-wins", "created_at_utc": created, "site_id": "tam_thanh",
+        "folds": 4, "horizon_h": 168, "open_hours": 300, "mae": 13.0, "mae_naive": 10.0,
+        "mae_ratio": 1.3}]).reindex(columns=[
+            *backtest.RESULT_COLUMNS, "backtest_id", "created_at_utc", "settings_json"]))
+    ratios = {"prophet": 1.3, "prophet_lgbm": 1.1, "lgbm": 1.2, "mean4w": 1.05, "naive": 1.0}
+    store.write_backtest_models(pd.DataFrame([
+        {"backtest_id": "bt-naive-wins", "site_id": "tam_thanh", "model": model, "folds": 4,
+         "open_hours": 300, "mae": 10.0 * ratio, "mae_ratio": ratio, "busiest_mae_ratio": ratio}
+        for model, ratio in ratios.items()]))
+    report = run_forecasts(small, ["tam_thanh", "den_bac_le"], processes=2, progress=False)
+    sites = store.forecast_sites(report.run_id).set_index("site_id")
+    assert sites.loc["tam_thanh", "model"] == "naive"
+    assert sites.loc["tam_thanh", "backtest_mae_ratio"] == pytest.approx(1.0)
+    # A site never backtested keeps Prophet and says it was not measured.
+    assert sites.loc["den_bac_le", "model"] == "prophet"
+    assert pd.isna(sites.loc["den_bac_le", "backtest_mae_ratio"])
+
+    hourly = store.latest_forecast("tam_thanh")
+    counted = store.hourly_arrivals(["tam_thanh"], datetime(2027, 1, 1), datetime(2027, 1, 20))
+    last_week = counted.set_index("hour_utc")["arrivals"]
+    # 21 Jan 2027 10:00 local (03:00 UTC): an ordinary Thursday, open, in the first week.
+    hour = pd.Timestamp("2027-01-21 03:00")
+    forecast = hourly.set_index("ts_utc").loc[hour, "arrivals"]
+    assert forecast == pytest.approx(last_week[hour - pd.Timedelta(days=7)], abs=1e-6)
+    # Its band and overload probability still come from samples around that median.
+    row = hourly.set_index("ts_utc").loc[hour]
+    assert row["arrivals_lower"] <= forecast <= row["arrivals_upper"]
+    assert row["arrivals_upper"] > row["arrivals_lower"]
 
 
 def test_every_backtest_fold_sees_a_whole_history_window_before_its_origin(

@@ -16,7 +16,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from orchestration.schedule import ScheduledJob, next_refit_utc
+from orchestration.schedule import ScheduledJob, job_commands, next_refit_utc
 from orchestration.supervisor import (
     FIRST_RESTART_DELAY_S,
     MAX_RESTART_DELAY_S,
@@ -33,6 +33,7 @@ from visitorflow.settings import (
     SettingsError,
     load_settings,
 )
+from visitorflow.store.jobs import JOBS
 
 HANOI = "Asia/Ho_Chi_Minh"  # UTC+7 all year
 
@@ -219,3 +220,9 @@ def test_sigterm_stops_every_process_and_frees_the_broker_port(
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((settings.mqtt.host, settings.mqtt.port))  # nobody listens there any more
         sock.listen()
+
+
+def test_every_scheduled_job_can_be_recorded_in_the_store(settings: Settings) -> None:
+    """A job the store does not know would fail the scheduler's record of its every run."""
+    assert set(job_commands(settings)) == set(JOBS)
+    assert settings.schedule.backtest_hour_local < min(settings.schedule.refit_hours_local)

@@ -138,6 +138,8 @@ def test_three_simulated_days_refit_back_up_and_age_out_on_schedule(
         "FORECAST__HOURLY_HORIZON_DAYS": "3", "FORECAST__DAILY_MIN_HORIZON_DAYS": "7",
         "FORECAST__SAMPLES": "50", "FORECAST__PROCESSES": "1",
         "SCHEDULE__READINGS_KEPT_DAYS": str(KEPT_DAYS),
+        # Two weekly folds: the history (33 days, 21 of them in the hourly window) holds them.
+        "FORECAST__BACKTEST_FOLDS": "2",
     }.items():
         monkeypatch.setenv(f"VISITORFLOW_{key}", value)
     get_settings.cache_clear()
@@ -218,6 +220,14 @@ def test_three_simulated_days_refit_back_up_and_age_out_on_schedule(
     everything = pd.concat([store.readings(), archived])
     assert everything.duplicated(keys).sum() == 0
     assert int(everything["count_in"].sum()) == int(minutes["count_in"].sum())
+    # The nightly backtest at 04:00 scored every candidate forecaster, and the refits after
+    # it say per site which one they used.
+    backtests = store.job_runs("backtest")
+    assert backtests["ok"].all() and len(backtests) >= 2, backtests
+    scores = store.latest_model_scores()
+    assert set(scores["site_id"]) == set(SITES) and scores["model"].nunique() == 5
+    used = store.forecast_sites(runs["run_id"].iloc[-1])
+    assert used["model"].notna().all() and used["backtest_mae_ratio"].notna().all(), used
     # The daily open-data export ran too.
     assert store.job_runs("export")["ok"].all()
     assert list(settings.schedule.export_dir.glob("*/manifest.json"))

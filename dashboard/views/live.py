@@ -47,6 +47,22 @@ LABEL_PX = 13
 ROW_PX = 22.0
 # The legend's order: the load levels calmest first, then the two states that are not loads.
 LEGEND_ORDER: list[LoadLevel] = [*SEVERITY, LoadLevel.CLOSED, LoadLevel.NO_DATA]
+# Follows the link to the site picked on the map, as if the official had clicked it: the
+# browser's own page change stops every timed refresh of this page before it asks for the
+# site's page. Opened from the script instead (st.switch_page), a refresh already on its way
+# ran after the switch, and Chromium dropped the site's page ("Bad delta path" in its
+# console, then a blank page). Tried for a few seconds while Streamlit draws the link.
+FOLLOW_PICKED_LINK = """<script>
+(() => {
+  let tries = 0;
+  const follow = () => {
+    const link = document.querySelector(".st-key-live_map_pick a[href]");
+    if (link) link.click();
+    else if (++tries < 50) setTimeout(follow, 100);
+  };
+  follow();
+})();
+</script>"""
 
 
 def duration_text(seconds: float, lang: str) -> str:
@@ -320,13 +336,21 @@ def live_view() -> None:
             n=len(silent), total=len(status), names=", ".join(silent["name"])))
 
     st.markdown(legend_html(counts), unsafe_allow_html=True)
-    # No click-through on the map: opening a page from the script (st.switch_page) left the
-    # new page blank in Chromium, as this fragment's timer still fired after the switch; the
-    # list under the map gives a link, which the browser follows itself.
-    st.pydeck_chart(
+    # A click on a dot or a name selects that site (a rerun of this fragment); the map stays
+    # in the fragment so that its colours follow the load.
+    chart = st.pydeck_chart(
         site_map(status, now), height=620, key="live_map",
         alt=T["map_alt"].format(names=", ".join(status["name"])),
+        on_select="rerun", selection_mode="single-object",
     )
+    chosen = [obj for objs in chart.selection.get("objects", {}).values() for obj in objs]
+    if chosen:
+        site_id = chosen[0]["site_id"]
+        with st.container(key="live_map_pick"):
+            st.page_link("views/site.py", label=T["open_site_link"].format(
+                site=catalogue.site(site_id).name.get(lang)), icon="📍",
+                query_params={"site": site_id})
+            st.html(FOLLOW_PICKED_LINK, unsafe_allow_javascript=True)
     st.caption(f"{T['attribution']} · {T['districts_note']} {T['moved_note']}")
     st.dataframe(
         site_table(status), hide_index=True, width="stretch",
@@ -341,8 +365,6 @@ picked = st.selectbox(T["open_site"], [s.id for s in catalogue.sites], index=Non
                       placeholder=T["open_site_placeholder"], key="live_open_site",
                       format_func=lambda i: catalogue.site(i).name.get(lang))
 if picked:
-    # A link, not st.switch_page: the browser then leaves this page itself and stops its
-    # timed refresh; switched from the script, the refresh still fired after the switch and
-    # left the site's page blank in Chromium.
+    # A link, not st.switch_page, for the reason given at FOLLOW_PICKED_LINK.
     st.page_link("views/site.py", label=T["open_site_link"].format(
         site=catalogue.site(picked).name.get(lang)), icon="📍", query_params={"site": picked})

@@ -1,6 +1,7 @@
 """The festival planner: pick a festival (dates from the lunar rules) or any date range, and
-see per site the forecast peak day and hour, the peak occupancy against capacity, the
-probability of overload as a day × hour heat map, and download it all (CSV, Excel).
+see per site the forecast peak day and hour, the peak occupancy against capacity, how its
+forecast did against "the same hour last week" in the newest backtest, the probability of
+overload as a day × hour heat map, and download it all (CSV, Excel).
 
 The numbers come from visitorflow.planner on the latest forecast run; the hourly forecast
 reaches 14 days, the daily one a festival season, and the page says which is which."""
@@ -15,6 +16,7 @@ from shared import local_time, page_context, page_texts, read_store
 
 from visitorflow import planner
 from visitorflow.clock import local_date, utc_now
+from visitorflow.forecast_skill import skill_sentences
 from visitorflow.settings import Settings
 from visitorflow.store import Store
 
@@ -27,11 +29,15 @@ st.caption(T["intro"])
 
 
 @st.cache_data(ttl=300, max_entries=2, show_spinner=False)
-def forecasts(store_path: str, _settings: Settings) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """The latest hourly and daily forecasts of every site (a forecast run changes them at
-    most a few times a day)."""
+def forecasts(
+    store_path: str, _settings: Settings
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The latest hourly and daily forecasts of every site and, from the same runs, which
+    forecaster made each and how it scored against "the same hour last week" (a forecast
+    run changes them at most a few times a day; read together so that they agree)."""
     store = Store.from_settings(_settings)
-    return store.latest_forecast(granularity="hourly"), store.latest_forecast(granularity="daily")
+    return (store.latest_forecast(granularity="hourly"),
+            store.latest_forecast(granularity="daily"), store.forecast_skill())
 
 
 @st.cache_data(ttl=3600, show_spinner=False)
@@ -90,7 +96,7 @@ if not site_ids:
 read = read_store(lambda: forecasts(str(settings.store.path), settings), T)
 if read is None:
     st.stop()
-hourly, daily = read
+hourly, daily, skill = read
 if hourly.empty and daily.empty:
     st.info(T["no_forecast"])
     st.stop()
@@ -133,6 +139,9 @@ def whole(value: float) -> object:
 
 
 basis = {"hourly": T["basis_hourly"], "partial": T["basis_partial"], "daily": T["basis_daily"]}
+# In the table (and so in the downloads a planner passes on) rather than beside it: how far
+# to trust a site's figures belongs on the site's row.
+skill_text = skill_sentences(skill, lang)
 table = pd.DataFrame({
     T["col_site"]: [catalogue.site(i).name.get(lang) for i in plan["site_id"]],
     T["col_peak_day"]: [day_text(d) for d in plan["peak_day"]],
@@ -149,11 +158,13 @@ table = pd.DataFrame({
     T["col_p"]: (plan["max_p_overload"] * 100).round(0),
     T["col_hours"]: plan["hours_likely_overloaded"],
     T["col_basis"]: [basis[b] for b in plan["basis"]],
+    T["col_skill"]: [skill_text.get(i, "–") for i in plan["site_id"]],
 })
 st.subheader(T["table"])
 st.dataframe(table, hide_index=True, width="stretch", column_config={
     T["col_load"]: st.column_config.NumberColumn(format="%d%%"),
     T["col_p"]: st.column_config.ProgressColumn(min_value=0, max_value=100, format="%d %%"),
+    T["col_skill"]: st.column_config.TextColumn(width="large", help=T["skill_help"]),
 })
 
 # -- the day × hour heat map ------------------------------------------------------------------

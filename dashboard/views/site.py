@@ -1,5 +1,6 @@
-"""The site page: one site's day against its forecast band, gate by gate counts, the health of
-its counters and the last 30 days (visitorflow.site_detail), refreshing itself."""
+"""The site page: one site's day against its forecast band (with how far to trust that
+forecast, visitorflow.forecast_skill), gate by gate counts, the health of its counters and the
+last 30 days (visitorflow.site_detail), refreshing itself."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import streamlit as st
 from shared import local_time, page_context, page_texts, read_store
 
 from visitorflow.clock import utc_now
+from visitorflow.forecast_skill import skill_sentence
 from visitorflow.settings import Settings
 from visitorflow.site_detail import SiteDetail, site_detail
 from visitorflow.store import Store
@@ -39,6 +41,15 @@ site = catalogue.site(site_id)
 def detail(site_id: str, _settings: Settings) -> SiteDetail:
     """One site's detail: a few short queries per site and refresh, shared by sessions."""
     return site_detail(Store.from_settings(_settings), catalogue, _settings, site_id, utc_now())
+
+
+@st.cache_data(ttl=refresh_s, max_entries=32, show_spinner=False)
+def forecast_skill(site_id: str, _settings: Settings) -> pd.DataFrame:
+    """Which forecaster made the site's forecast and how it did against "the same hour last
+    week" in the newest backtest: one row, from the run whose forecast `detail` shows (none
+    before the site's first forecast). Kept as long as `detail`, so after a new run the
+    sentence and the forecast line change within a refresh of each other."""
+    return Store.from_settings(_settings).forecast_skill(site_id)
 
 
 def hours(index: pd.Index) -> list[str]:
@@ -136,6 +147,11 @@ def site_view() -> None:
         left.vega_lite_chart(**arrivals, width="stretch")
     else:
         left.caption(T["none"])
+    # How far to trust the forecast line: its forecaster against "same hour last week".
+    skill = read_store(lambda: forecast_skill(site_id, settings), T)
+    if skill is not None and len(skill):
+        row = skill.iloc[0]
+        left.caption(skill_sentence(row["model"], row["backtest_mae_ratio"], lang))
     occ = {"occupancy": T["occupancy"], "forecast_occupancy": T["forecast_occupancy"]}
     right.vega_lite_chart(**line_chart(today[[c for c in occ if c in today]].rename(columns=occ)
                                        .assign(**{T["capacity"]: site.capacity}),

@@ -38,7 +38,10 @@ class ForecastTables(StoreConnection):
                 if frame.empty:
                     continue
                 columns = [c[0] for c in con.execute(f"DESCRIBE {table}").fetchall()]
-                con.register("staged", frame.assign(run_id=run["run_id"])[columns])
+                # A column added by a later migration (forecast_sites.model) may be absent
+                # from a caller's frame: NULL, as in the runs written before it.
+                con.register("staged", frame.assign(run_id=run["run_id"]).reindex(
+                    columns=columns))
                 con.execute(f"INSERT INTO {table} SELECT * FROM staged")
                 con.unregister("staged")
 
@@ -51,9 +54,27 @@ class ForecastTables(StoreConnection):
 
     def forecast_sites(self, run_id: str) -> pd.DataFrame:
         """Per site of one run: status (ok | failed), message, fit seconds, regressors,
-        backtest_mae_ratio."""
+        model (the forecaster used; NULL in runs before the choice existed) and
+        backtest_mae_ratio (that forecaster's MAE / weekly-naive MAE in the newest backtest
+        before the run)."""
         return self._read(
             "SELECT * FROM forecast_sites WHERE run_id = $1 ORDER BY site_id", [run_id]
+        )
+
+    def forecast_skill(self, site_id: str | None = None) -> pd.DataFrame:
+        """Per site, from the newest run in which its fit succeeded (the run whose forecast
+        `latest_forecast` shows): site_id, run_id, model (NULL before runs recorded it),
+        backtest_mae_ratio (NULL: never backtested)."""
+        return self._read(
+            """WITH chosen AS (
+                SELECT s.site_id, arg_max(s.run_id, r.created_at_utc) AS run_id
+                FROM forecast_sites s JOIN forecast_runs r USING (run_id)
+                WHERE s.status = 'ok' AND ($1::VARCHAR IS NULL OR s.site_id = $1)
+                GROUP BY s.site_id)
+            SELECT s.site_id, s.run_id, s.model, s.backtest_mae_ratio
+            FROM forecast_sites s JOIN chosen USING (site_id, run_id)
+            ORDER BY s.site_id""",
+            [site_id],
         )
 
     def latest_forecast(
@@ -121,6 +142,33 @@ class ForecastTables(StoreConnection):
             with transaction(con, staged=frame[columns]):
                 con.execute("INSERT INTO forecast_backtests SELECT * FROM staged")
         return len(frame)
+
+    def write_backtest_models(self, frame: pd.DataFrame) -> int:
+        """Store every candidate forecaster's backtest score (forecast_backtest_models)."""
+        if frame.empty:
+            return 0
+        with self._connect(read_only=False) as con:
+            columns = [c[0] for c in con.execute(
+                "DESCRIBE forecast_backtest_models").fetchall()]
+            with transaction(con, staged=frame[columns]):
+                con.execute("INSERT INTO forecast_backtest_models SELECT * FROM staged")
+        return len(frame)
+
+    def latest_model_scores(self) -> pd.DataFrame:
+        """Per site, every candidate's score from the newest backtest that scored the site's
+        candidates: backtest_id, created_at_utc, site_id, model, folds, open_hours, mae,
+        mae_ratio, busiest_mae_ratio."""
+        return self._read(
+            """WITH newest AS (
+                SELECT m.site_id, arg_max(m.backtest_id, b.created_at_utc) AS backtest_id
+                FROM forecast_backtest_models m
+                JOIN forecast_backtests b USING (backtest_id, site_id)
+                GROUP BY m.site_id)
+            SELECT m.*, b.created_at_utc
+            FROM forecast_backtest_models m JOIN newest USING (site_id, backtest_id)
+            JOIN forecast_backtests b USING (backtest_id, site_id)
+            ORDER BY m.site_id, m.mae_ratio"""
+        )
 
     def latest_backtest(self) -> pd.DataFrame:
         """The rows of the newest backtest, one per site."""

@@ -11,7 +11,7 @@ import pandas as pd
 
 from visitorflow.store.connection import StoreConnection
 
-JOBS = ("refit", "backup", "retention", "export")
+JOBS = ("backtest", "refit", "backup", "retention", "export")
 
 
 class JobTables(StoreConnection):

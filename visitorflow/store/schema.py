@@ -207,6 +207,23 @@ BACKTEST_SCORE_COLUMNS = [
     "ALTER TABLE forecast_backtests ADD COLUMN IF NOT EXISTS overload_brier DOUBLE",
 ]
 
+# Which forecaster each site's forecast came from, and every candidate's backtest score: a
+# run uses per site the candidate that erred least in the newest backtest (the weekly naive
+# when none beat it), and says which one it used.
+MODEL_CHOICE_TABLES = [
+    "ALTER TABLE forecast_sites ADD COLUMN IF NOT EXISTS model VARCHAR",
+    """CREATE TABLE IF NOT EXISTS forecast_backtest_models (
+        backtest_id VARCHAR NOT NULL,
+        site_id VARCHAR NOT NULL,
+        model VARCHAR NOT NULL,              -- prophet | prophet_lgbm | lgbm | mean4w | naive
+        folds INTEGER NOT NULL,
+        open_hours INTEGER NOT NULL,
+        mae DOUBLE,                          -- people per hour, open hours of the scored folds
+        mae_ratio DOUBLE,                    -- mae / weekly-naive MAE on the same hours
+        busiest_mae_ratio DOUBLE,            -- the same on the busiest 10 % of those hours
+        PRIMARY KEY (backtest_id, site_id, model))""",
+]
+
 # -- dashboard speed -------------------------------------------------------------------------
 # Each gate's newest reading, kept by every writer of `readings` in the same transaction
 # (writes.GATE_LAST_UPSERT): the live and site pages ask for it every refresh, and finding it
@@ -377,6 +394,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(4, "alert tables and the record of alert evaluations", _alert_evaluations),
     Migration(5, "administrative overrides and their change log", _statements(ADMIN_TABLES)),
     Migration(6, "the scheduler's job runs and their outcomes", _statements(JOB_TABLES)),
+    Migration(7, "the forecaster each site used and every candidate's backtest score",
+              _statements(MODEL_CHOICE_TABLES)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 

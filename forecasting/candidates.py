@@ -1,0 +1,157 @@
+"""The forecasters a site's hourly forecast can come from, and the choice among them.
+
+Prophet is the backbone: it carries the lunar festivals, the seasons, the frost and the
+weekday profiles, and its components explain a forecast to a planner. What it cannot see is
+how the last weeks ran against the usual; on real counter series it lost to "the same hour
+last week" on 2 of 6 series where a gradient-boosted model on lags did not
+(bench/results.md, "Real counter series"). So each site's forecast comes from one of:
+
+- `prophet`: the seasonal model alone;
+- `prophet_lgbm`: the mean of Prophet and a LightGBM model on calendar and weekly-lag
+  features (`forecasting.baselines.gradient_boosted`, with Prophet's temperature as a
+  feature at temperature sites): the learned layer;
+- `lgbm`: the LightGBM model alone;
+- `mean4w`: the mean of the same weekday-hour over the last four weeks;
+- `naive`: the same hour last week (the fallback when nothing beat it).
+
+Whatever the candidate, two things stay Prophet's: the days of the site's festivals and the
+Tết days off (`SiteCalendar.festival_days`, `days_off`: a festival is not in last week's
+counts, and Prophet's festival and peak-day profiles are what the overload alerts rest on),
+and the hours beyond the first week (every lag feature is a week or more old, so the lag
+models forecast one week ahead). National holidays and the days around them are the lag
+models' too: LightGBM has them as a feature (`holiday`: every day a holiday effect reaches),
+and keeping them Prophet's cost the real series where Prophet is weak (bench/results.md,
+"Real counter series": in New Zealand's calendar a day in ten is in a holiday window).
+Closed hours are 0.
+
+The choice is made by the newest backtest (`forecasting.backtest`): it scores every candidate
+on the same folds, and a run takes per site the one with the lowest MAE over those folds
+(`choose_model`). The predictive distribution stays Prophet's, moved to the chosen median
+(`recentre`): each open hour's samples are scaled (or, for a median under one person,
+shifted) so that their median is the chosen forecast, and `p_overload` and the bands come
+from those samples.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import numpy as np
+import pandas as pd
+
+from forecasting.baselines import (
+    HOURS_PER_WEEK,
+    gradient_boosted,
+    mean_of_weeks,
+    regular_hours,
+    weekly_naive,
+)
+from forecasting.calendar import SiteCalendar
+from forecasting.features import open_mask
+from visitorflow.catalogue import Site
+
+MODELS = ("prophet", "prophet_lgbm", "lgbm", "mean4w", "naive")
+DEFAULT_MODEL = "prophet"
+# Models that need the LightGBM fit (about a second per site on this machine).
+NEEDS_LGBM = frozenset({"prophet_lgbm", "lgbm"})
+# A median this small is recentred by a shift, not a scale: scaling samples around a median
+# near zero would blow the band up or collapse it.
+SCALE_FLOOR = 1.0
+
+
+def site_hours(history: pd.DataFrame, site: Site, end: datetime) -> pd.Series:
+    """The site's arrivals on a complete local-hour grid up to `end` (exclusive): closed hours
+    0, open hours without a count NaN (an outage is unknown, not empty)."""
+    known = history[["ds", "arrivals"]].dropna()
+    known = known[known["ds"] < pd.Timestamp(end)]
+    if known.empty:
+        return pd.Series(dtype=float)
+    y = regular_hours(known.set_index("ds")["arrivals"], end)
+    closed = ~open_mask(site, pd.Series(y.index))
+    return y.mask(closed, 0.0)
+
+
+def candidate_forecasts(
+    history: pd.DataFrame,
+    site: Site,
+    calendar: SiteCalendar,
+    start_local: datetime,
+    hours: int,
+    prophet: np.ndarray,
+    models: tuple[str, ...] = MODELS,
+    temperature: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """Median hourly arrivals of the `models` for the `hours` hours from `start_local`:
+    ds and one column per model. `prophet` is Prophet's median for those hours (after its
+    holiday day totals); `history` (ds, arrivals) is read only before `start_local`.
+    A model that cannot forecast (too little history for LightGBM) is left out, never
+    raised: the caller keeps Prophet."""
+    unknown = set(models) - set(MODELS)
+    if unknown:
+        raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {', '.join(MODELS)}")
+    start = pd.Timestamp(start_local)
+    ds = pd.date_range(start, periods=hours, freq="h")
+    prophet = np.asarray(prophet, float)
+    if len(prophet) != hours:
+        raise ValueError(f"{len(prophet)} Prophet values for {hours} hours")
+    out = pd.DataFrame({"ds": ds, "prophet": prophet})
+    lag_models = [m for m in models if m != "prophet"]
+    y = site_hours(history, site, start)
+    if not lag_models or y.empty:
+        return out
+    week = min(hours, HOURS_PER_WEEK)
+    points: dict[str, np.ndarray] = {}
+    points["naive"] = weekly_naive(y, start, week)["point"].to_numpy()
+    points["mean4w"] = mean_of_weeks(y, start, week)["point"].to_numpy()
+    if NEEDS_LGBM & set(models):
+        exog = None
+        if temperature is not None:
+            exog = temperature.drop_duplicates("ds").set_index("ds")[["temp_c"]]
+        holidays = frozenset(calendar.window_days.date)
+        try:
+            points["lgbm"] = gradient_boosted(y, start, week, holidays, exog,
+                                              band=False)["point"].to_numpy()
+            points["prophet_lgbm"] = (points["lgbm"] + prophet[:week]) / 2
+        except ValueError:  # too little history to train on: no learned candidate
+            pass
+    # Prophet's where a lag model is blind: festivals, beyond the first week, hours a lag
+    # model has no value for (an outage four weeks long), and closed hours stay 0.
+    keep = ds.normalize().isin(calendar.festival_days.union(calendar.days_off))
+    is_open = open_mask(site, pd.Series(ds))
+    for model in lag_models:
+        if model not in points:
+            continue
+        value = prophet.copy()
+        lag = points[model]
+        usable = ~keep[:week] & ~np.isnan(lag)
+        value[:week][usable] = lag[usable]
+        value[~is_open] = 0.0
+        out[model] = np.clip(value, 0, None)
+    return out
+
+
+def recentre(samples: np.ndarray, point: np.ndarray) -> None:
+    """Move, in place, each row's samples (rows: hours) so that its median is `point`:
+    scaled where the median is at least SCALE_FLOOR, shifted below it, floored at 0."""
+    median = np.median(samples, axis=1)
+    point = np.asarray(point, float)
+    scale = median >= SCALE_FLOOR
+    ratio = np.divide(point, median, out=np.ones_like(point), where=scale)
+    samples[scale] *= ratio[scale, None]
+    samples[~scale] += (point - median)[~scale, None]
+    np.clip(samples, 0, None, out=samples)
+
+
+def choose_model(scores: pd.DataFrame | None) -> tuple[str, float | None]:
+    """The model with the lowest MAE ratio among one site's backtest `scores` (model,
+    mae_ratio) and that ratio; (DEFAULT_MODEL, None) when there are none. A tie goes to the
+    earlier model of MODELS (the simpler explanation for a planner comes first: Prophet)."""
+    if scores is None or scores.empty:
+        return DEFAULT_MODEL, None
+    known = scores.dropna(subset=["mae_ratio"])
+    known = known[known["model"].isin(MODELS)]
+    if known.empty:
+        return DEFAULT_MODEL, None
+    order = {m: i for i, m in enumerate(MODELS)}
+    best = min(known.itertuples(), key=lambda r: (r.mae_ratio, order[r.model]))
+    return str(best.model), float(best.mae_ratio)
