@@ -48,7 +48,6 @@ from forecasting.backtest import (
     BacktestTask,
     always_open_site,
     backtest_site,
-    band_coverage,
     choose_origins,
     csv_holidays,
 )
@@ -58,6 +57,7 @@ from forecasting.candidates import MODELS, recentre
 from forecasting.hybrid import rolling_choice
 from forecasting.models import quiet_cmdstan
 from forecasting.real_series import SERIES, RealSeries, load_series
+from forecasting.scoring import band_coverage
 from visitorflow.settings import ForecastSettings, get_settings
 
 log = logging.getLogger("bench.real_series")

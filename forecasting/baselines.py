@@ -10,6 +10,7 @@ week: every lag is a week or more, so a forecast never reads an hour at or after
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 
 import numpy as np
@@ -91,18 +92,24 @@ def _naive_values(y: pd.Series, ds: pd.DatetimeIndex) -> np.ndarray:
     return out
 
 
-def weekly_naive(y: pd.Series, origin: datetime, hours: int) -> pd.DataFrame:
-    """Each hour repeats the same hour a week earlier (or the nearest earlier week known,
-    up to NAIVE_FALLBACK_WEEKS back)."""
+def _repeating(y: pd.Series, origin: datetime, hours: int,
+               values: Callable[[pd.Series, pd.DatetimeIndex], np.ndarray]) -> pd.DataFrame:
+    """A forecast whose hours are `values(known, ds)` of the counts before `origin`, its band
+    from the same rule's errors over the BAND_WEEKS before the origin."""
     start = _check(y, origin, hours)
     ds = pd.date_range(start, periods=hours, freq="h")
     known = y[y.index < start]
-    point = _naive_values(known, ds)
+    point = values(known, ds)
     past = pd.date_range(start - pd.Timedelta(weeks=BAND_WEEKS), start, freq="h",
                          inclusive="left")
-    past_err = pd.Series(known.reindex(past).to_numpy(float) - _naive_values(known, past),
-                         index=past)
+    past_err = pd.Series(known.reindex(past).to_numpy(float) - values(known, past), index=past)
     return _frame(ds, point, *_band(point, ds, past_err))
+
+
+def weekly_naive(y: pd.Series, origin: datetime, hours: int) -> pd.DataFrame:
+    """Each hour repeats the same hour a week earlier (or the nearest earlier week known,
+    up to NAIVE_FALLBACK_WEEKS back)."""
+    return _repeating(y, origin, hours, _naive_values)
 
 
 def _mean_values(y: pd.Series, ds: pd.DatetimeIndex) -> np.ndarray:
@@ -117,15 +124,7 @@ def _mean_values(y: pd.Series, ds: pd.DatetimeIndex) -> np.ndarray:
 def mean_of_weeks(y: pd.Series, origin: datetime, hours: int) -> pd.DataFrame:
     """Each hour is the mean of the same weekday-hour over the last MEAN_WEEKS weeks (the
     weeks known; NaN when none is)."""
-    start = _check(y, origin, hours)
-    ds = pd.date_range(start, periods=hours, freq="h")
-    known = y[y.index < start]
-    point = _mean_values(known, ds)
-    past = pd.date_range(start - pd.Timedelta(weeks=BAND_WEEKS), start, freq="h",
-                         inclusive="left")
-    past_err = pd.Series(known.reindex(past).to_numpy(float) - _mean_values(known, past),
-                         index=past)
-    return _frame(ds, point, *_band(point, ds, past_err))
+    return _repeating(y, origin, hours, _mean_values)
 
 
 def lag_features(

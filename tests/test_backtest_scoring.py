@@ -9,8 +9,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.backtest import festival_occurrences, festival_origins, festival_peaks, score
+from forecasting.backtest import festival_occurrences, festival_origins
 from forecasting.calendar import season_days, site_calendar
+from forecasting.scoring import festival_peaks, score
 from visitorflow.festivals import lunar_to_solar
 from visitorflow.settings import ForecastSettings
 

@@ -1,5 +1,5 @@
 """The candidate forecasters, the choice among them, the recentred predictive distribution
-and the band coverage they are judged by (forecasting/candidates.py, forecasting/backtest.py)."""
+and the band coverage they are judged by (forecasting/candidates.py, forecasting/scoring.py)."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from forecasting.backtest import band_coverage, score_models
 from forecasting.calendar import site_calendar
 from forecasting.candidates import MODELS, candidate_forecasts, choose_model, recentre
 from forecasting.features import open_mask
+from forecasting.scoring import band_coverage, score_models
 from tests.forecast_support import counted_hours
 from visitorflow.catalogue import load_catalogue
 from visitorflow.settings import PROJECT_ROOT
