@@ -3,6 +3,7 @@
     python -m bench.real_series                     # every series, a year of weekly folds
     python -m bench.real_series --folds 4 --series akl_107_quay
     python -m bench.real_series --no-prophet        # the quick forecasters only
+    python -m bench.real_series --series "akl:261 Queen Street"   # a sensor kept apart
     make bench-real
 
 Series (`forecasting/real_series.py`, files and licences in `data/real/README.md`): three
@@ -17,14 +18,13 @@ same weekday-hours (`mean4w`), LightGBM on calendar + lag features (`lgbm`), its
 the 4-week mean (`lgbm_mean4w`), the project's Prophet model as the CSV backtest runs it
 (`prophet`: `forecasting.models.fit_and_forecast` on a stand-in site open around the clock,
 with the country's holidays), the average of Prophet and LightGBM (`prophet_lgbm`) and the
-an earlier candidate (`hybrid`, `forecasting/hybrid.py`: per series, the forecaster with the
-lowest MAE over the last 4 finished folds) and the shipped model (`shipped`,
-`forecasting/candidates.py`: per series, the one of Prophet and its candidates — Prophet +
-LightGBM, LightGBM, the 4-week mean, naive (each Prophet's on a calendar's festivals; these
-series have none), with Prophet's band moved to its median — that erred least over the
-last 4 finished folds, as a forecast run chooses from its newest backtest). Washington adds
-`lgbm_weather`: LightGBM with the hour's weather as it happened (an upper bound of what a
-weather forecast gives).
+shipped model (`shipped`, `forecasting/candidates.py` replayed by `forecasting/hybrid.py`:
+per series, the candidate a forecast run would choose from a backtest of the last 4 finished
+folds — the preferred 3:1 mix of LightGBM and Prophet unless another candidate erred at least
+10 % less or it lost to naive — each candidate Prophet's on a calendar's festivals (these
+series have none), with Prophet's band moved to its median and scaled to have covered 80 %
+of those folds' hours). Washington adds `lgbm_weather`: LightGBM with the hour's weather as
+it happened (an upper bound of what a weather forecast gives).
 
 Scores on hours where the count and every forecast are known: MAE and its ratio to the naive
 MAE, MASE (MAE over the in-sample weekly-naive MAE of the year before the first origin),
@@ -54,9 +54,9 @@ from forecasting.backtest import (
 from forecasting.baselines import gradient_boosted, mean_of_weeks, weekly_naive
 from forecasting.calendar import plain_calendar
 from forecasting.candidates import MODELS, recentre
-from forecasting.hybrid import rolling_choice
+from forecasting.hybrid import replay_shipped
 from forecasting.models import quiet_cmdstan
-from forecasting.real_series import SERIES, RealSeries, load_series
+from forecasting.real_series import AUCKLAND_PREFIX, SERIES, RealSeries, load_series
 from forecasting.scoring import band_coverage
 from visitorflow.settings import ForecastSettings, get_settings
 
@@ -67,7 +67,6 @@ log = logging.getLogger("bench.real_series")
 MIN_TRAIN_DAYS = 365
 # The busiest hours scored apart: the top decile of counted hours, where crowding happens.
 BUSIEST_SHARE = 0.10
-HYBRID_CANDIDATES = ["prophet", "lgbm", "lgbm_mean4w", "prophet_lgbm"]
 
 
 def _fold_forecasts(series: RealSeries, origin: pd.Timestamp, hours: int,
@@ -193,13 +192,12 @@ def run_series(series: RealSeries, folds: int, step_days: int, horizon_days: int
     methods = ["naive", "mean4w", "lgbm", "lgbm_mean4w"]
     if "lgbm_weather" in scored:
         methods.append("lgbm_weather")
-    chosen = shipped = None
+    shipped = None
     if with_prophet:
         methods += ["prophet", "prophet_lgbm"]
-        scored, chosen = rolling_choice(scored, HYBRID_CANDIDATES, "prophet", hours)
-        methods.append("hybrid")
-        candidates = ["prophet", *(f"shipped_{m}" for m in MODELS[1:] if f"shipped_{m}" in scored)]
-        scored, shipped = rolling_choice(scored, candidates, "prophet", hours, name="shipped")
+        columns = {"prophet": "prophet"} | {
+            m: f"shipped_{m}" for m in MODELS[1:] if f"shipped_{m}" in scored}
+        scored, shipped = replay_shipped(scored, columns, hours)
         methods.append("shipped")
     known = scored["actual"].notna() & scored[methods].notna().all(axis=1)
     share = known.groupby(scored["origin"]).mean()
@@ -212,9 +210,7 @@ def run_series(series: RealSeries, folds: int, step_days: int, horizon_days: int
              "first_origin": origins[0], "last_origin": origins[-1],
              "share_scored": float(scored["scored"].sum() / (len(origins) * hours)),
              "share_min_fold": float(share.min()), "notes": series.notes,
-             "chosen": None if chosen is None else chosen.value_counts().to_dict(),
-             "shipped": None if shipped is None else shipped.str.removeprefix(
-                 "shipped_").value_counts().to_dict()}
+             "shipped": None if shipped is None else shipped.value_counts().to_dict()}
     return table.assign(series=series.series_id), scored.assign(series=series.series_id), facts
 
 
@@ -228,22 +224,21 @@ def markdown(table: pd.DataFrame, facts: list[dict]) -> str:
                      f"{row.mase:.2f} | {row.coverage80:.0%} | "
                      + ("" if pd.isna(row.holiday_ratio) else f"{row.holiday_ratio:.2f}")
                      + f" | {row.busiest_ratio:.2f} |")
-    lines += ["", "| series | folds (scored) | origins | hours scored | worst fold | hybrid's "
-              "choices | shipped model's choices |", "|---|---|---|---:|---:|---|---|"]
+    lines += ["", "| series | folds (scored) | origins | hours scored | worst fold | shipped "
+              "model's choices |", "|---|---|---|---:|---:|---|"]
     for f in facts:
-        chosen = ", ".join(f"{k} {v}" for k, v in (f["chosen"] or {}).items())
         shipped = ", ".join(f"{k} {v}" for k, v in (f["shipped"] or {}).items())
         lines.append(f"| {f['series']} | {f['folds']} ({f['folds_scored']}) | "
                      f"{f['first_origin']:%Y-%m-%d} → {f['last_origin']:%Y-%m-%d} | "
-                     f"{f['share_scored']:.1%} | {f['share_min_fold']:.0%} | {chosen} | "
-                     f"{shipped} |")
+                     f"{f['share_scored']:.1%} | {f['share_min_fold']:.0%} | {shipped} |")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.real_series",
                                      description="Forecasters side by side on real counts.")
-    parser.add_argument("--series", help=f"comma-separated, default all: {', '.join(SERIES)}")
+    parser.add_argument("--series", help=f"comma-separated, default all: {', '.join(SERIES)}; "
+                        f"or another Auckland sensor as {AUCKLAND_PREFIX}<its column>")
     parser.add_argument("--folds", type=int, default=52, help="folds per series (default 52)")
     parser.add_argument("--step-days", type=int, default=7, help="days between origins")
     parser.add_argument("--horizon-days", type=int, default=7, help="days forecast per fold")
@@ -257,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
         print("--horizon-days must be 1-7 (the lag features look a week back)", file=sys.stderr)
         return 2
     ids = args.series.split(",") if args.series else list(SERIES)
-    unknown = [s for s in ids if s not in SERIES]
+    unknown = [s for s in ids if s not in SERIES and not s.startswith(AUCKLAND_PREFIX)]
     if unknown:
         print(f"unknown series {unknown}; known: {', '.join(SERIES)}", file=sys.stderr)
         return 2

@@ -1,51 +1,68 @@
-"""The rolling choice among forecasters, as a forecast run makes it from its newest backtest
-(forecasting/candidates.py), replayed over a benchmark's folds: at each origin, the forecaster
-that did best over the last few folds whose week had ended by then. `bench.real_series` uses
-it for the shipped model (`shipped`) and for an earlier candidate (`hybrid`: Prophet,
-LightGBM and two averages).
+"""The shipped model's choice and band calibration, as a forecast run makes them from its
+newest backtest (`forecasting.candidates.choose_model`, `forecasting.scoring.band_scale`),
+replayed over a benchmark's folds: at each origin, the folds whose week had ended by then
+stand for the backtest. `bench.real_series` scores the result as `shipped`.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-# Folds of past errors that choose the next week's forecaster: four weeks follow a change of
-# regime within a month without letting one odd week decide.
+from forecasting.candidates import choose_model
+from forecasting.scoring import band_scale
+
+# Folds of past errors standing for a run's backtest: the nightly backtest's default folds
+# (settings.forecast.backtest_folds).
 CHOICE_FOLDS = 4
 
 
-def rolling_choice(
-    scored: pd.DataFrame, candidates: list[str], default: str, horizon_hours: int,
-    window: int = CHOICE_FOLDS, name: str = "hybrid",
+def replay_shipped(
+    scored: pd.DataFrame, columns: dict[str, str], horizon_hours: int,
+    window: int = CHOICE_FOLDS, name: str = "shipped",
 ) -> tuple[pd.DataFrame, pd.Series]:
-    """`scored` (origin, ds, actual, and per candidate `c`, `c_lower`, `c_upper`) with columns
-    `name`, `name_lower`, `name_upper` added: at each origin, the candidate with the lowest
-    MAE over the last `window` folds that ended by that origin (hours with an actual and every
-    candidate known), `default` before any has. Also returns origin → chosen candidate."""
-    missing = [c for c in [*candidates, default] if c not in scored]
+    """`scored` (origin, ds, actual, naive, and per candidate column `c`: `c`, `c_lower`,
+    `c_upper`) with `name`, `name_lower`, `name_upper` added. `columns` maps each model of
+    `forecasting.candidates.MODELS` scored to its column. At each origin, the last `window`
+    folds that ended by then (hours with the actual, the naive and every candidate known) give
+    each model's MAE ratio to naive, `choose_model` picks one, and its band is scaled by
+    `band_scale` over the same hours. Before any fold has ended: `choose_model`'s choice
+    without scores, the band as it is. Also returns origin → chosen model."""
+    missing = [c for c in ["actual", "naive", *columns.values()] if c not in scored]
     if missing:
-        raise ValueError(f"rolling_choice: no column(s) {missing} in the scored frame")
+        raise ValueError(f"replay_shipped: no column(s) {missing} in the scored frame")
     out = scored.copy()
     for suffix in ("", "_lower", "_upper"):
         out[f"{name}{suffix}"] = float("nan")
-    errors = {}
-    for origin, fold in scored.groupby("origin", sort=True):
-        ok = fold["actual"].notna() & fold[candidates].notna().all(axis=1)
-        errors[origin] = {c: float((fold.loc[ok, c] - fold.loc[ok, "actual"]).abs().sum())
-                          for c in candidates} | {"_n": int(ok.sum())}
-    chosen: dict[pd.Timestamp, str] = {}
-    origins = sorted(errors)
+    known = scored["actual"].notna() & scored["naive"].notna()
+    known &= scored[list(columns.values())].notna().all(axis=1)
+    origins = sorted(scored["origin"].unique())
     horizon = pd.Timedelta(hours=horizon_hours)
+    chosen: dict[pd.Timestamp, str] = {}
     for origin in origins:
         done = [o for o in origins if o + horizon <= origin][-window:]
-        hours = sum(errors[o]["_n"] for o in done)
-        if not done or hours == 0:
-            pick = default
-        else:
-            pick = min(candidates, key=lambda c: sum(errors[o][c] for o in done))
-        chosen[origin] = pick
+        past = scored[known & scored["origin"].isin(done)]
+        scores = None
+        if len(past):
+            naive = (past["naive"] - past["actual"]).abs().sum()
+            scores = pd.DataFrame({
+                "model": list(columns),
+                "mae_ratio": [(past[c] - past["actual"]).abs().sum() / naive if naive else None
+                              for c in columns.values()]})
+        model, _ = choose_model(scores)
+        if model not in columns:  # the preferred model was not scored: the backbone
+            model = "prophet"
+        column = columns[model]
+        scale = 1.0
+        if len(past):
+            scale = band_scale(past["actual"].to_numpy(float), past[column].to_numpy(float),
+                               past[f"{column}_lower"].to_numpy(float),
+                               past[f"{column}_upper"].to_numpy(float)) or 1.0
         rows = out["origin"] == origin
-        for suffix in ("", "_lower", "_upper"):
-            source = f"{pick}{suffix}" if f"{pick}{suffix}" in out else pick
-            out.loc[rows, f"{name}{suffix}"] = out.loc[rows, source]
+        point = out.loc[rows, column].to_numpy(float)
+        out.loc[rows, name] = point
+        for side in ("_lower", "_upper"):
+            edge = out.loc[rows, f"{column}{side}"].to_numpy(float)
+            out.loc[rows, f"{name}{side}"] = np.clip(point + scale * (edge - point), 0, None)
+        chosen[pd.Timestamp(origin)] = model
     return out, pd.Series(chosen, name="chosen")

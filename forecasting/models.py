@@ -51,7 +51,7 @@ import pandas as pd
 from prophet import Prophet
 
 from forecasting.calendar import SiteCalendar
-from forecasting.candidates import DEFAULT_MODEL, candidate_forecasts, recentre
+from forecasting.candidates import DEFAULT_MODEL, candidate_forecasts, recentre, widen
 from forecasting.dwell import occupancy_from_arrivals
 from forecasting.features import (
     HOLIDAY_REGRESSOR,
@@ -337,6 +337,7 @@ def fit_and_forecast(
     lead_in: np.ndarray | None = None,
     temperature: pd.DataFrame | None = None,
     model: str = DEFAULT_MODEL,
+    band_scale: float = 1.0,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit both models of a site on `history` (ds, arrivals) before `start_local` and forecast:
     (hourly for `hours` hours from `start_local`, daily for `days` days from its day). The
@@ -346,9 +347,10 @@ def fit_and_forecast(
     last `daily_history_days`; with `holiday_totals_from_daily`, the hourly forecast's holiday
     days take the daily model's totals (`holiday_day_totals`). `model` (one of
     `forecasting.candidates.MODELS`) sets the hourly median; Prophet's samples, moved to it,
-    give the band and p_overload (`forecasting.candidates`). A model that cannot forecast
-    (too little history) leaves Prophet's; the hourly frame's `model` attribute
-    (`hourly.attrs["model"]`) says which was used."""
+    give the band and p_overload (`forecasting.candidates`), widened by `band_scale` (the
+    backtest's calibration of that model's band, `forecasting.scoring.band_scale`). A model
+    that cannot forecast (too little history) leaves Prophet's; the hourly frame's `model`
+    attribute (`hourly.attrs["model"]`) says which was used."""
     start = pd.Timestamp(start_local)
     first_day = start.normalize()
     past = history[history["ds"] < start]
@@ -369,6 +371,8 @@ def fit_and_forecast(
         if model in points:
             recentre(samples, points[model].to_numpy(float))
             used = model
+    if used == model:  # the scale was measured on that model's band
+        widen(samples, np.median(samples, axis=1), band_scale)
     hourly = summarise_hourly(grid, samples, site, settings, overload_share, lead_in)
     hourly.attrs["model"] = used
     return hourly, daily

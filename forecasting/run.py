@@ -56,6 +56,8 @@ class SiteTask:
     model: str = DEFAULT_MODEL  # the forecaster of the hourly median (forecasting.candidates)
     # Each candidate's MAE / naive MAE in the newest backtest (the one used is reported).
     model_ratios: dict[str, float] = field(default_factory=dict)
+    # The model's band calibration from that backtest (forecasting.scoring.band_scale).
+    band_scale: float = 1.0
 
 
 @dataclass
@@ -67,6 +69,7 @@ class SiteResult:
     regressors: str = ""
     model: str = DEFAULT_MODEL
     model_mae_ratio: float | None = None
+    band_scale: float = 1.0
     hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
     daily: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -96,13 +99,14 @@ def forecast_site(task: SiteTask) -> SiteResult:
         hourly, daily = fit_and_forecast(
             task.history, site, task.settings, task.calendar, task.start_local,
             task.settings.hourly_horizon_days * 24, task.daily_days, task.overload_share,
-            lead_in, task.temperature, task.model,
+            lead_in, task.temperature, task.model, task.band_scale,
         )
         used = hourly.attrs.get("model", DEFAULT_MODEL)
         return SiteResult(
             site.id, True, fit_s=time.perf_counter() - started,
             regressors="cold_c" if task.temperature is not None else "",
             model=used, model_mae_ratio=task.model_ratios.get(used),
+            band_scale=task.band_scale if used == task.model else 1.0,
             hourly=hourly, daily=daily,
         )
     except Exception as exc:  # reported per site, the run goes on
@@ -232,21 +236,24 @@ def prepare_tasks(
                                            future_end_utc, tz, temperature_scenario,
                                            fc.cold_threshold_c)
         own = scores[scores["site_id"] == site_id].dropna(subset=["mae_ratio"])
+        model = site_model(fc.model, own)
+        scale = own.loc[own["model"] == model, "band_scale"].dropna()
         tasks.append(SiteTask(
             site=site, settings=fc, history=history,
             calendar=site_calendar(site_id, years, fc.festival_window_before_days,
                                    fc.festival_window_after_days, site.kind),
             start_local=start_local, daily_days=daily_days,
             overload_share=float(limits.at[site_id, "overload"]), temperature=temperature,
-            model=site_model(fc.model, own),
+            model=model,
             model_ratios=dict(zip(own["model"], own["mae_ratio"].astype(float), strict=True)),
+            band_scale=float(scale.iloc[0]) if len(scale) else 1.0,
         ))
     return tasks
 
 
 def site_model(setting: str, scores: pd.DataFrame) -> str:
     """The forecaster for a site: the setting's model when it names one, else ("auto") the
-    best of the site's newest backtest `scores` (model, mae_ratio)."""
+    choice from the site's newest backtest `scores` (model, mae_ratio; `choose_model`)."""
     return setting if setting != "auto" else choose_model(scores)[0]
 
 
@@ -313,7 +320,8 @@ def _write(
          "backtest_mae_ratio": (r.model_mae_ratio if r.model_mae_ratio is not None
                                 else ratios.get(r.site_id) if r.model == DEFAULT_MODEL
                                 else None),
-         "model": r.model if r.ok else None}
+         "model": r.model if r.ok else None,
+         "band_scale": r.band_scale if r.ok else None}
         for r in results
     ])
     run_settings = {

@@ -9,8 +9,15 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
+from forecasting.candidates import recentre
+
 # The busiest hours scored apart: a tenth of the hours holds the peaks that raise alerts.
 BUSIEST_SHARE = 0.1
+# The band a forecast shows (settings.forecast.interval is 0.8 too): what `band_scale` aims at.
+BAND_COVERAGE = 0.8
+# Limits of a band's calibration: a backtest of a few quiet weeks must not shrink a band to a
+# line nor blow it up.
+BAND_SCALE_RANGE = (0.3, 3.0)
 
 
 def score(
@@ -54,9 +61,11 @@ def score(
 def score_models(scored: pd.DataFrame, busiest_share: float = BUSIEST_SHARE) -> pd.DataFrame:
     """Each candidate's pooled error on the same hours: open, counted, with a naive forecast
     and a value from every candidate scored. scored: is_open, actual, naive, and
-    `candidate_<model>` columns. Returns model, folds, open_hours, mae, mae_ratio (to the
-    weekly naive on those hours) and busiest_mae_ratio (the same on the `busiest_share` of
-    those hours with the most arrivals: they decide the overload alerts)."""
+    `candidate_<model>` columns (optional: model, model_lower, model_upper, Prophet's median
+    and band). Returns model, folds, open_hours, mae, mae_ratio (to the weekly naive on those
+    hours), busiest_mae_ratio (the same on the `busiest_share` of those hours with the most
+    arrivals: they decide the overload alerts) and band_scale (`band_scale` of Prophet's band
+    moved to the candidate, as a forecast run moves it; NaN without a band)."""
     columns = [c for c in scored if c.startswith("candidate_")]
     ok = scored[scored["is_open"] & scored["actual"].notna() & scored["naive"].notna()
                 & scored[columns].notna().all(axis=1)]
@@ -67,15 +76,42 @@ def score_models(scored: pd.DataFrame, busiest_share: float = BUSIEST_SHARE) -> 
         err = (ok[column] - ok["actual"]).abs()
         mae, mae_naive = _mean(err), _mean(naive_err)
         top, top_naive = _mean(err[busiest]), _mean(naive_err[busiest])
+        scale = None
+        if {"model", "model_lower", "model_upper"} <= set(ok) and len(ok):
+            band = ok[["model_lower", "model", "model_upper"]].to_numpy(float, copy=True)
+            point = ok[column].to_numpy(float)
+            recentre(band, point)
+            scale = band_scale(ok["actual"].to_numpy(float), point, band[:, 0], band[:, 2])
         rows.append({
             "model": column.removeprefix("candidate_"),
             "folds": int(ok["origin"].nunique()) if "origin" in ok else 1,
             "open_hours": int(len(ok)), "mae": mae,
             "mae_ratio": mae / mae_naive if mae_naive else None,
             "busiest_mae_ratio": top / top_naive if top_naive else None,
+            "band_scale": scale,
         })
     return pd.DataFrame(rows, columns=["model", "folds", "open_hours", "mae", "mae_ratio",
-                                       "busiest_mae_ratio"])
+                                       "busiest_mae_ratio", "band_scale"])
+
+
+def band_scale(actual: np.ndarray, point: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+               coverage: float = BAND_COVERAGE) -> float | None:
+    """The factor by which the band's distances from `point` must be multiplied for the band
+    to cover `coverage` of these hours (split conformal calibration): the `coverage` quantile of
+    each count's distance from the point in units of the band's half on its side. 1: the band
+    was right; 0.7: it was too wide. Clipped to BAND_SCALE_RANGE; None without a known hour."""
+    actual, point = np.asarray(actual, float), np.asarray(point, float)
+    lower, upper = np.asarray(lower, float), np.asarray(upper, float)
+    known = ~(np.isnan(actual) | np.isnan(point) | np.isnan(lower) | np.isnan(upper))
+    if not known.any():
+        return None
+    a, p, lo, hi = actual[known], point[known], lower[known], upper[known]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        below = np.where(a < p, (p - a) / (p - lo), 0.0)
+        above = np.where(a > p, (a - p) / (hi - p), 0.0)
+    # A count off the point where the band has no width there needs an infinite scale.
+    distance = np.nan_to_num(np.maximum(below, above), nan=np.inf, posinf=np.inf)
+    return float(np.clip(np.quantile(distance, coverage, method="higher"), *BAND_SCALE_RANGE))
 
 
 def band_coverage(actual: pd.Series, lower: pd.Series, upper: pd.Series) -> float | None:

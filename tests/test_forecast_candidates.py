@@ -10,9 +10,16 @@ import pandas as pd
 import pytest
 
 from forecasting.calendar import site_calendar
-from forecasting.candidates import MODELS, candidate_forecasts, choose_model, recentre
+from forecasting.candidates import (
+    MODELS,
+    SWITCH_MARGIN,
+    candidate_forecasts,
+    choose_model,
+    recentre,
+    widen,
+)
 from forecasting.features import open_mask
-from forecasting.scoring import band_coverage, score_models
+from forecasting.scoring import BAND_SCALE_RANGE, band_coverage, band_scale, score_models
 from tests.forecast_support import counted_hours
 from visitorflow.catalogue import load_catalogue
 from visitorflow.settings import PROJECT_ROOT
@@ -24,23 +31,67 @@ def _scores(**ratios: float) -> pd.DataFrame:
     return pd.DataFrame({"model": list(ratios), "mae_ratio": list(ratios.values())})
 
 
-def test_the_model_that_erred_least_is_chosen() -> None:
-    assert choose_model(_scores(prophet=0.7, prophet_lgbm=0.6, lgbm=0.65, mean4w=0.8,
-                                naive=1.0)) == ("prophet_lgbm", 0.6)
+def test_the_preferred_blend_is_kept_unless_another_model_erred_clearly_less() -> None:
+    # Within the margin: a slightly better model does not displace the preferred one.
+    assert choose_model(_scores(prophet=0.7, prophet_lgbm=0.64, lgbm_prophet=0.66, lgbm=0.65,
+                                mean4w=0.8, naive=1.0)) == ("lgbm_prophet", 0.66)
+    # Clearly better (more than SWITCH_MARGIN less error): it is chosen.
+    margin = 1 - SWITCH_MARGIN
+    assert choose_model(_scores(prophet=0.66 * margin - 0.01, lgbm_prophet=0.66,
+                                naive=1.0)) == ("prophet", pytest.approx(0.66 * margin - 0.01))
+    assert choose_model(_scores(prophet=0.66 * margin + 0.01, lgbm_prophet=0.66,
+                                naive=1.0)) == ("lgbm_prophet", 0.66)
 
 
-def test_when_every_model_loses_to_naive_the_naive_forecast_is_chosen() -> None:
-    assert choose_model(_scores(prophet=1.3, prophet_lgbm=1.1, lgbm=1.2, mean4w=1.02,
-                                naive=1.0)) == ("naive", 1.0)
+def test_when_the_preferred_blend_loses_to_naive_the_best_is_chosen() -> None:
+    assert choose_model(_scores(prophet=0.98, lgbm_prophet=1.01, naive=1.0)) == (
+        "prophet", 0.98)
+    assert choose_model(_scores(prophet=1.3, prophet_lgbm=1.1, lgbm_prophet=1.05, lgbm=1.2,
+                                mean4w=1.02, naive=1.0)) == ("naive", 1.0)
 
 
-def test_prophet_before_any_backtest_and_on_a_tie() -> None:
-    assert choose_model(None) == ("prophet", None)
-    assert choose_model(_scores()) == ("prophet", None)
-    assert choose_model(_scores(prophet=float("nan"), lgbm=float("nan"))) == ("prophet", None)
-    assert choose_model(_scores(lgbm=0.7, prophet=0.7)) == ("prophet", 0.7)
+def test_the_preferred_blend_before_any_backtest_and_the_best_without_it() -> None:
+    assert choose_model(None) == ("lgbm_prophet", None)
+    assert choose_model(_scores()) == ("lgbm_prophet", None)
+    assert choose_model(_scores(prophet=float("nan"), lgbm=float("nan"))) == (
+        "lgbm_prophet", None)
+    # A backtest without the preferred model (too little history for LightGBM): the best, a
+    # tie to the earlier model of MODELS.
+    assert choose_model(_scores(mean4w=0.7, prophet=0.7, naive=1.0)) == ("prophet", 0.7)
     # A model this code does not know (a newer backtest, an older code) is not chosen.
     assert choose_model(_scores(tft=0.1, mean4w=0.9)) == ("mean4w", 0.9)
+
+
+def test_a_band_scale_calibrates_a_band_on_a_known_distribution() -> None:
+    rng = np.random.default_rng(11)
+    actual = rng.normal(100.0, 10.0, 50_000)
+    point = np.full_like(actual, 100.0)
+    z = 1.2815516  # the normal's 90 % quantile: ±z σ is the honest 80 % band
+    for width, expected in ((z, 1.0), (2 * z, 0.5), (z / 2, 2.0)):
+        scale = band_scale(actual, point, point - width * 10, point + width * 10)
+        assert scale == pytest.approx(expected, rel=0.02)
+        lower, upper = point - scale * width * 10, point + scale * width * 10
+        assert band_coverage(pd.Series(actual), pd.Series(lower), pd.Series(upper)) == (
+            pytest.approx(0.80, abs=0.005))
+    # A band of no width around a wrong point cannot be calibrated: the widest scale.
+    assert band_scale(actual[:10], point[:10] + 50, point[:10] + 50, point[:10] + 50) == (
+        BAND_SCALE_RANGE[1])
+    assert band_scale(np.array([np.nan]), np.array([1.0]), np.array([0.0]),
+                      np.array([2.0])) is None
+
+
+def test_widened_samples_keep_their_median_and_scale_their_band() -> None:
+    rng = np.random.default_rng(3)
+    samples = rng.normal([[100.0], [2.0]], [[10.0], [3.0]], size=(2, 4001))
+    point = np.median(samples, axis=1)
+    width = np.quantile(samples[0], 0.9) - np.quantile(samples[0], 0.1)
+    widen(samples, point, 0.5)
+    assert np.median(samples[0]) == pytest.approx(point[0])
+    assert np.quantile(samples[0], 0.9) - np.quantile(samples[0], 0.1) == pytest.approx(
+        width / 2)
+    assert (samples >= 0).all()
+    with pytest.raises(ValueError, match="band scale"):
+        widen(samples, point, 0.0)
 
 
 def test_recentred_samples_have_the_chosen_median_and_stay_non_negative() -> None:
@@ -125,9 +176,10 @@ def test_candidates_keep_prophet_on_festivals_closed_hours_and_after_a_week() ->
     hour = ds[ordinary].iloc[3]
     naive = out.set_index("ds").loc[hour, "naive"]
     assert naive == known[hour - pd.Timedelta(days=7)]
-    # Prophet + LightGBM is the mean of the two.
-    both = out.loc[ordinary, ["prophet_lgbm", "lgbm"]].to_numpy()
+    # Prophet + LightGBM is the mean of the two; the preferred blend three parts LightGBM.
+    both = out.loc[ordinary, ["prophet_lgbm", "lgbm", "lgbm_prophet"]].to_numpy()
     assert both[:, 0] == pytest.approx((both[:, 1] + 123.0) / 2)
+    assert both[:, 2] == pytest.approx(0.75 * both[:, 1] + 0.25 * 123.0)
 
 
 def test_a_short_history_leaves_the_learned_candidates_out() -> None:
@@ -136,7 +188,7 @@ def test_a_short_history_leaves_the_learned_candidates_out() -> None:
     calendar = site_calendar("tam_thanh", range(2025, 2027), 2, 1, site.kind)
     history = _history("tam_thanh", start, 8)
     out = candidate_forecasts(history, site, calendar, start, 48, np.full(48, 5.0))
-    assert "lgbm" not in out and "prophet_lgbm" not in out
+    assert not {"lgbm", "prophet_lgbm", "lgbm_prophet"} & set(out.columns)
     assert {"naive", "mean4w"} <= set(out.columns)
     with pytest.raises(ValueError, match="unknown model"):
         candidate_forecasts(history, site, calendar, start, 48, np.full(48, 5.0), ("tft",))
@@ -159,3 +211,24 @@ def test_candidates_are_scored_on_the_same_hours() -> None:
     assert table.loc["naive", "mae_ratio"] == pytest.approx(1.0)
     # The busiest half of those hours: 20 and 30 counted.
     assert table.loc["prophet", "busiest_mae_ratio"] == pytest.approx((2 + 3) / (10 + 10))
+    assert table["band_scale"].isna().all()  # no Prophet band in this frame
+
+
+def test_each_candidate_gets_the_band_scale_of_prophets_band_moved_to_it() -> None:
+    rng = np.random.default_rng(5)
+    n = 4000
+    actual = rng.normal(100.0, 10.0, n)
+    scored = pd.DataFrame({
+        "is_open": True, "actual": actual, "naive": actual + rng.normal(0, 20, n),
+        # Prophet: the right median, a band twice as wide as an 80 % band.
+        "model": 100.0, "model_lower": 100.0 - 25.63, "model_upper": 100.0 + 25.63,
+        "candidate_prophet": 100.0,
+        # A candidate 10 % low: Prophet's band moved (scaled) to it, then calibrated.
+        "candidate_low": 90.0,
+    })
+    table = score_models(scored).set_index("model")
+    assert table.loc["prophet", "band_scale"] == pytest.approx(0.5, rel=0.05)
+    band = scored[["model_lower", "model", "model_upper"]].to_numpy(float, copy=True)
+    recentre(band, np.full(n, 90.0))
+    assert table.loc["low", "band_scale"] == pytest.approx(
+        band_scale(actual, np.full(n, 90.0), band[:, 0], band[:, 2]))

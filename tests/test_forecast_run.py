@@ -14,7 +14,9 @@ import pytest
 
 from forecasting import backtest
 from forecasting.backtest import run_backtest
+from forecasting.candidates import MODELS, choose_model
 from forecasting.run import run_forecasts
+from forecasting.scoring import BAND_SCALE_RANGE
 from tests.synthetic_history import write_synthetic_history
 from visitorflow.catalogue import load_catalogue
 from visitorflow.settings import PROJECT_ROOT, Settings, get_settings
@@ -149,18 +151,21 @@ def test_backtest_beats_weekly_naive_on_the_synthetic_history(small: Settings) -
     # Every candidate forecaster was scored on the same folds; Prophet's score is the
     # backtest's own row.
     scores = Store.from_settings(small).latest_model_scores()
-    assert set(scores["model"]) == {"prophet", "prophet_lgbm", "lgbm", "mean4w", "naive"}
-    assert (scores.groupby("site_id").size() == 5).all()
+    assert set(scores["model"]) == set(MODELS)
+    assert (scores.groupby("site_id").size() == len(MODELS)).all()
+    # Each with the scale that made its band cover 80 % of the scored hours.
+    assert scores["band_scale"].between(*BAND_SCALE_RANGE).all()
     prophet = scores[scores["model"] == "prophet"].set_index("site_id")["mae_ratio"]
     assert prophet.to_dict() == pytest.approx(table.set_index("site_id")["mae_ratio"].to_dict())
-    # The next run uses per site the candidate that erred least, and carries its score for
-    # whoever shows the forecast.
+    # The next run uses per site the backtest's choice, and carries its score and its band's
+    # calibration for whoever shows the forecast.
     report = run_forecasts(small, ["tam_thanh"], processes=1, progress=False)
     sites = Store.from_settings(small).forecast_sites(report.run_id)
-    own = scores[scores["site_id"] == "tam_thanh"]
-    best = own.loc[own["mae_ratio"].idxmin()]
-    assert sites["model"].tolist() == [best["model"]]
-    assert sites["backtest_mae_ratio"].tolist() == pytest.approx([best["mae_ratio"]])
+    own = scores[scores["site_id"] == "tam_thanh"].set_index("model")
+    chosen, ratio = choose_model(own.reset_index())
+    assert sites["model"].tolist() == [chosen]
+    assert sites["backtest_mae_ratio"].tolist() == pytest.approx([ratio])
+    assert sites["band_scale"].tolist() == pytest.approx([own.loc[chosen, "band_scale"]])
 
 
 def test_a_site_whose_models_lose_to_naive_is_forecast_by_naive_and_says_so(
@@ -176,17 +181,22 @@ def test_a_site_whose_models_lose_to_naive_is_forecast_by_naive_and_says_so(
         "folds": 4, "horizon_h": 168, "open_hours": 300, "mae": 13.0, "mae_naive": 10.0,
         "mae_ratio": 1.3}]).reindex(columns=[
             *backtest.RESULT_COLUMNS, "backtest_id", "created_at_utc", "settings_json"]))
-    ratios = {"prophet": 1.3, "prophet_lgbm": 1.1, "lgbm": 1.2, "mean4w": 1.05, "naive": 1.0}
+    ratios = {"prophet": 1.3, "prophet_lgbm": 1.1, "lgbm_prophet": 1.08, "lgbm": 1.2,
+              "mean4w": 1.05, "naive": 1.0}
     store.write_backtest_models(pd.DataFrame([
         {"backtest_id": "bt-naive-wins", "site_id": "tam_thanh", "model": model, "folds": 4,
-         "open_hours": 300, "mae": 10.0 * ratio, "mae_ratio": ratio, "busiest_mae_ratio": ratio}
+         "open_hours": 300, "mae": 10.0 * ratio, "mae_ratio": ratio, "busiest_mae_ratio": ratio,
+         "band_scale": 0.7}
         for model, ratio in ratios.items()]))
     report = run_forecasts(small, ["tam_thanh", "den_bac_le"], processes=2, progress=False)
     sites = store.forecast_sites(report.run_id).set_index("site_id")
     assert sites.loc["tam_thanh", "model"] == "naive"
     assert sites.loc["tam_thanh", "backtest_mae_ratio"] == pytest.approx(1.0)
-    # A site never backtested keeps Prophet and says it was not measured.
-    assert sites.loc["den_bac_le", "model"] == "prophet"
+    assert sites.loc["tam_thanh", "band_scale"] == pytest.approx(0.7)
+    # A site never backtested gets the preferred blend, its band as Prophet drew it, and
+    # says it was not measured.
+    assert sites.loc["den_bac_le", "model"] == "lgbm_prophet"
+    assert sites.loc["den_bac_le", "band_scale"] == 1.0
     assert pd.isna(sites.loc["den_bac_le", "backtest_mae_ratio"])
 
     hourly = store.latest_forecast("tam_thanh")

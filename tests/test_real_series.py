@@ -1,6 +1,7 @@
 """The real counter series (`data/real/`, `forecasting/real_series.py`), the forecasts to
-beat (`forecasting/baselines.py`), the rolling choice (`forecasting/hybrid.py`) and the real
-benchmark's scoring (`bench/real_series.py`). No Prophet fit."""
+beat (`forecasting/baselines.py`), the shipped model's replayed choice
+(`forecasting/hybrid.py`) and the real benchmark's scoring (`bench/real_series.py`). No
+Prophet fit."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from forecasting.baselines import (
     regular_hours,
     weekly_naive,
 )
-from forecasting.hybrid import rolling_choice
+from forecasting.hybrid import replay_shipped
 from forecasting.real_series import DATA_DIR, SERIES, load_series
 
 ORIGIN = pd.Timestamp("2024-03-04")  # a Monday
@@ -90,36 +91,53 @@ def test_regular_hours_fills_holes_and_averages_repeats() -> None:
     assert np.isnan(out.iloc[1]) and out.iloc[2] == 3.0
 
 
-def _scored(errors: dict[str, list[float]]) -> pd.DataFrame:
-    """Folds a week apart, 2 hours each; per candidate a constant error per fold."""
+def _scored(errors: dict[str, list[float]], half_width: float = 1.0) -> pd.DataFrame:
+    """Folds a week apart, 2 hours each; per candidate a constant error per fold, a band of
+    ± `half_width`; the naive errs by 10."""
     frames = []
     for k in range(len(next(iter(errors.values())))):
         origin = pd.Timestamp("2024-01-01") + pd.Timedelta(days=7 * k)
         fold = pd.DataFrame({"origin": origin, "ds": [origin, origin + pd.Timedelta(hours=1)],
-                             "actual": [100.0, 100.0]})
+                             "actual": [100.0, 100.0], "naive": [110.0, 110.0]})
         for name, errs in errors.items():
             fold[name] = 100.0 + errs[k]
-            fold[f"{name}_lower"] = fold[name] - 1
-            fold[f"{name}_upper"] = fold[name] + 1
+            fold[f"{name}_lower"] = fold[name] - half_width
+            fold[f"{name}_upper"] = fold[name] + half_width
         frames.append(fold)
     return pd.concat(frames, ignore_index=True)
 
 
-def test_rolling_choice_uses_only_finished_folds() -> None:
-    scored = _scored({"a": [1, 1, 9, 9, 9], "b": [5, 5, 1, 1, 1]})
-    out, chosen = rolling_choice(scored, ["a", "b"], "b", horizon_hours=168, window=2)
-    # Fold 0: nothing finished → the default b; folds 1-2: a was better so far; fold 3: over
-    # folds 1-2, a erred 1 + 9, b 5 + 1 → b; fold 4: b.
-    assert chosen.tolist() == ["b", "a", "a", "b", "b"]
-    first = out[out["origin"] == scored["origin"].iloc[2]]
-    assert (first["hybrid"] == first["a"]).all()
-    assert (first["hybrid_lower"] == first["a_lower"]).all()
+def test_the_replayed_choice_uses_only_finished_folds_and_the_margin() -> None:
+    scored = _scored({"blend": [5, 5, 5, 5, 5], "p": [1, 1, 9, 9, 9], "m": [5, 5, 4.8, 4.8, 4.8]})
+    columns = {"lgbm_prophet": "blend", "prophet": "p", "mean4w": "m"}
+    out, chosen = replay_shipped(scored, columns, horizon_hours=168, window=2)
+    # Fold 0: nothing finished → the preferred blend; folds 1-2: Prophet erred 80 % less so
+    # far; fold 3: over folds 1-2, Prophet erred 1 + 9, the blend 5 + 5 → the blend; fold 4:
+    # the 4-week mean erred 4 % less than the blend: within the margin, the blend stays.
+    assert chosen.tolist() == ["lgbm_prophet", "prophet", "prophet", "lgbm_prophet",
+                               "lgbm_prophet"]
+    second = out[out["origin"] == scored["origin"].iloc[2]]
+    assert (second["shipped"] == second["p"]).all()
 
 
-def test_rolling_choice_waits_for_a_fold_to_end() -> None:
-    scored = _scored({"a": [1, 1], "b": [5, 5]})
-    _, chosen = rolling_choice(scored, ["a", "b"], "b", horizon_hours=8 * 24)
-    assert chosen.tolist() == ["b", "b"]  # an 8-day fold has not ended a week later
+def test_the_replayed_band_is_scaled_to_have_covered_80_percent() -> None:
+    # Every count 5 off the blend's point, its band ± 10: half as wide would have covered.
+    scored = _scored({"blend": [5, 5, 5]}, half_width=10.0)
+    out, _ = replay_shipped(scored, {"lgbm_prophet": "blend"}, horizon_hours=168)
+    first, later = out[out["origin"] == out["origin"].min()], out[out["origin"] > out[
+        "origin"].min()]
+    assert (first["shipped_upper"] - first["shipped"] == 10.0).all()  # nothing to learn from
+    assert np.allclose(later["shipped_upper"] - later["shipped"], 5.0)
+    assert np.allclose(later["shipped"] - later["shipped_lower"], 5.0)
+
+
+def test_the_replayed_choice_waits_for_a_fold_to_end() -> None:
+    scored = _scored({"blend": [5, 5], "p": [1, 1]})
+    _, chosen = replay_shipped(scored, {"lgbm_prophet": "blend", "prophet": "p"},
+                               horizon_hours=8 * 24)
+    assert chosen.tolist() == ["lgbm_prophet", "lgbm_prophet"]  # an 8-day fold has not ended
+    with pytest.raises(ValueError, match="no column"):
+        replay_shipped(scored, {"prophet": "missing"}, horizon_hours=168)
 
 
 def test_scores_per_method() -> None:

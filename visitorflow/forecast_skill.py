@@ -22,7 +22,8 @@ from visitorflow.catalogue import LANGUAGES
 
 # The forecasters a run may choose per site (forecast_backtest_models.model in
 # visitorflow/store/schema.py).
-MODELS: tuple[str, ...] = ("prophet", "prophet_lgbm", "lgbm", "mean4w", "naive")
+MODELS: tuple[str, ...] = ("prophet", "prophet_lgbm", "lgbm_prophet", "lgbm", "mean4w",
+                           "naive")
 # Runs written before the choice existed leave model NULL; they all used the seasonal model.
 DEFAULT_MODEL = "prophet"
 
@@ -35,6 +36,8 @@ MODEL_NAMES: dict[str, dict[str, str]] = {
     "vi": {
         "prophet": "mô hình mùa vụ (theo mùa, lễ hội âm lịch, ngày trong tuần)",
         "prophet_lgbm": "mô hình mùa vụ có hiệu chỉnh học từ số khách các tuần gần đây",
+        "lgbm_prophet": "mô hình học từ số khách các tuần gần đây, kết hợp một phần mô hình "
+                        "mùa vụ (ngày lễ hội dùng mô hình mùa vụ)",
         "lgbm": "mô hình học từ số khách các tuần gần đây (ngày lễ hội dùng mô hình mùa vụ)",
         "mean4w": "trung bình cùng giờ của 4 tuần gần nhất (ngày lễ hội dùng mô hình mùa vụ)",
         "other": "mô hình “{name}”",
@@ -42,6 +45,8 @@ MODEL_NAMES: dict[str, dict[str, str]] = {
     "en": {
         "prophet": "the seasonal model (seasons, lunar festivals, weekdays)",
         "prophet_lgbm": "the seasonal model with a learned correction",
+        "lgbm_prophet": "a model learned from the last weeks' counts, mixed with a quarter of "
+                        "the seasonal model (the seasonal model on festival days)",
         "lgbm": "a model learned from the last weeks' counts (the seasonal model on festival "
                 "days)",
         "mean4w": "the average of the same hour over the last 4 weeks (the seasonal model on "
@@ -51,6 +56,7 @@ MODEL_NAMES: dict[str, dict[str, str]] = {
     "zh": {
         "prophet": "季节模型（季节、农历节庆、星期）",
         "prophet_lgbm": "季节模型加基于近几周客流的学习修正",
+        "lgbm_prophet": "基于近几周客流学习的模型，并混合四分之一的季节模型（节庆日采用季节模型）",
         "lgbm": "基于近几周客流学习的模型（节庆日采用季节模型）",
         "mean4w": "近4周同一时段的平均值（节庆日采用季节模型）",
         "other": "模型“{name}”",

@@ -215,13 +215,19 @@ MODEL_CHOICE_TABLES = [
     """CREATE TABLE IF NOT EXISTS forecast_backtest_models (
         backtest_id VARCHAR NOT NULL,
         site_id VARCHAR NOT NULL,
-        model VARCHAR NOT NULL,              -- prophet | prophet_lgbm | lgbm | mean4w | naive
+        model VARCHAR NOT NULL,              -- forecasting.candidates.MODELS
         folds INTEGER NOT NULL,
         open_hours INTEGER NOT NULL,
         mae DOUBLE,                          -- people per hour, open hours of the scored folds
         mae_ratio DOUBLE,                    -- mae / weekly-naive MAE on the same hours
         busiest_mae_ratio DOUBLE,            -- the same on the busiest 10 % of those hours
         PRIMARY KEY (backtest_id, site_id, model))""",
+]
+# How much each candidate's band had to widen (> 1) or narrow (< 1) to cover 80 % of the
+# backtest's hours, and the factor a run applied to the band it stored.
+BAND_SCALE_COLUMNS = [
+    "ALTER TABLE forecast_backtest_models ADD COLUMN IF NOT EXISTS band_scale DOUBLE",
+    "ALTER TABLE forecast_sites ADD COLUMN IF NOT EXISTS band_scale DOUBLE",
 ]
 
 # -- dashboard speed -------------------------------------------------------------------------
@@ -396,6 +402,8 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration(6, "the scheduler's job runs and their outcomes", _statements(JOB_TABLES)),
     Migration(7, "the forecaster each site used and every candidate's backtest score",
               _statements(MODEL_CHOICE_TABLES)),
+    Migration(8, "each candidate's band calibration and the one a run applied",
+              _statements(BAND_SCALE_COLUMNS)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
