@@ -4,6 +4,7 @@
     python -m bench.real_series --folds 4 --series akl_107_quay
     python -m bench.real_series --no-prophet        # the quick forecasters only
     python -m bench.real_series --series "akl:261 Queen Street"   # a sensor kept apart
+    python -m bench.real_series --rescore scored.parquet  # a --scored-out file, no fit
     make bench-real
 
 Series (`forecasting/real_series.py`, files and licences in `data/real/README.md`): three
@@ -19,7 +20,7 @@ the 4-week mean (`lgbm_mean4w`), the project's Prophet model as the CSV backtest
 (`prophet`: `forecasting.models.fit_and_forecast` on a stand-in site open around the clock,
 with the country's holidays), the average of Prophet and LightGBM (`prophet_lgbm`) and the
 shipped model (`shipped`, `forecasting/candidates.py` replayed by `forecasting/hybrid.py`:
-per series, the candidate a forecast run would choose from a backtest of the last 4 finished
+per series, the candidate a forecast run would choose from a backtest of the last 8 finished
 folds — the preferred 3:1 mix of LightGBM and Prophet unless another candidate erred at least
 10 % less or it lost to naive — each candidate Prophet's on a calendar's festivals (these
 series have none), with Prophet's band moved to its median and scaled to have covered 80 %
@@ -53,7 +54,7 @@ from forecasting.backtest import (
 )
 from forecasting.baselines import gradient_boosted, mean_of_weeks, weekly_naive
 from forecasting.calendar import plain_calendar
-from forecasting.candidates import MODELS, recentre
+from forecasting.candidates import MODELS, PREFERRED_LGBM_SHARE, PREFERRED_MODEL, recentre
 from forecasting.hybrid import replay_shipped
 from forecasting.models import quiet_cmdstan
 from forecasting.real_series import AUCKLAND_PREFIX, SERIES, RealSeries, load_series
@@ -188,7 +189,15 @@ def run_series(series: RealSeries, folds: int, step_days: int, horizon_days: int
             log.warning("%s fold %s failed: %s", series.series_id, origin.date(), exc)
     if not frames:
         raise RuntimeError(f"{series.series_id}: every fold failed: {failed[:3]}")
-    scored = pd.concat(frames, ignore_index=True)
+    return score_series(series, pd.concat(frames, ignore_index=True), origins, hours, failed)
+
+
+def score_series(series: RealSeries, scored: pd.DataFrame, origins: list[pd.Timestamp],
+                 hours: int, failed: list[str]) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Score one series' fold forecasts (`_fold_forecasts` frames, concatenated): the shipped
+    model replayed over them, then every method on the hours all of them forecast."""
+    y = series.y
+    with_prophet = "prophet" in scored
     methods = ["naive", "mean4w", "lgbm", "lgbm_mean4w"]
     if "lgbm_weather" in scored:
         methods.append("lgbm_weather")
@@ -234,6 +243,41 @@ def markdown(table: pd.DataFrame, facts: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _add_preferred(frame: pd.DataFrame) -> None:
+    """The preferred candidate (`shipped_lgbm_prophet`) added to fold forecasts written before
+    it existed: the same mix of the stored LightGBM and Prophet forecasts that
+    `candidate_forecasts` makes, Prophet's band moved to it as `_prophet_fold` moves it."""
+    name = f"shipped_{PREFERRED_MODEL}"
+    if name in frame or not {"shipped_lgbm", "prophet"} <= set(frame):
+        return
+    share = PREFERRED_LGBM_SHARE
+    frame[name] = share * frame["shipped_lgbm"] + (1 - share) * frame["prophet"]
+    band = frame[["prophet_lower", "prophet", "prophet_upper"]].to_numpy(float, copy=True)
+    recentre(band, frame[name].to_numpy(float))
+    frame[f"{name}_lower"], frame[f"{name}_upper"] = band[:, 0], band[:, 2]
+
+
+def rescore(path: Path, hours: int) -> tuple[list[pd.DataFrame], list[dict], list[pd.DataFrame]]:
+    """Score again the fold forecasts a run wrote with `--scored-out` (no model is fitted):
+    the shipped model's rule replayed by this code, every table recomputed. A file from before
+    the preferred candidate existed gets it from its stored parts (`_add_preferred`)."""
+    stored = pd.read_parquet(path)
+    derived = ["shipped", "shipped_lower", "shipped_upper", "scored"]
+    tables, facts, scored = [], [], []
+    for series_id, frame in stored.groupby("series", sort=False):
+        series = load_series(str(series_id))
+        frame = frame.drop(columns=[c for c in [*derived, "series"] if c in frame])
+        frame = frame.dropna(axis=1, how="all")  # another series' method (lgbm_weather)
+        _add_preferred(frame)
+        origins = sorted(pd.Timestamp(o) for o in frame["origin"].unique())
+        table, rows, fact = score_series(series, frame.reset_index(drop=True), origins, hours,
+                                         [])
+        tables.append(table)
+        facts.append(fact)
+        scored.append(rows)
+    return tables, facts, scored
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.real_series",
                                      description="Forecasters side by side on real counts.")
@@ -246,6 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("--markdown-out", type=Path, help="also write the Markdown tables here")
     parser.add_argument("--scored-out", type=Path, help="write every scored hour (Parquet)")
+    parser.add_argument("--rescore", type=Path, metavar="PARQUET",
+                        help="score again a run's --scored-out file instead of fitting")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if not 1 <= args.horizon_days <= 7:
@@ -260,6 +306,9 @@ def main(argv: list[str] | None = None) -> int:
     settings = get_settings().forecast
     tables, facts, scored = [], [], []
     started = time.perf_counter()
+    if args.rescore:
+        tables, facts, scored = rescore(args.rescore, args.horizon_days * 24)
+        ids = []
     for series_id in ids:
         t0 = time.perf_counter()
         series = load_series(series_id)

@@ -1,7 +1,7 @@
 """The shipped model's choice and band calibration, as a forecast run makes them from its
 newest backtest (`forecasting.candidates.choose_model`, `forecasting.scoring.band_scale`),
-replayed over a benchmark's folds: at each origin, the folds whose week had ended by then
-stand for the backtest. `bench.real_series` scores the result as `shipped`.
+replayed over a benchmark's folds: at each origin, the last CHOICE_FOLDS folds whose week had
+ended by then stand for the backtest. `bench.real_series` scores the result as `shipped`.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import pandas as pd
 
 from forecasting.candidates import choose_model
 from forecasting.scoring import band_scale
+from visitorflow.settings import ForecastSettings
 
-# Folds of past errors standing for a run's backtest: the nightly backtest's default folds
-# (settings.forecast.backtest_folds).
-CHOICE_FOLDS = 4
+# Folds of past errors standing for a run's backtest: the nightly backtest's default folds.
+CHOICE_FOLDS: int = ForecastSettings.model_fields["backtest_folds"].default
 
 
 def replay_shipped(

@@ -182,3 +182,20 @@ def test_the_data_readme_gives_each_copied_file_its_checksum() -> None:
     assert sorted(listed) == files
     for name, digest in listed.items():
         assert hashlib.sha256((DATA_DIR / name).read_bytes()).hexdigest() == digest, name
+
+
+def test_a_file_from_before_the_preferred_blend_gets_it_from_its_stored_parts() -> None:
+    from bench.real_series import _add_preferred
+
+    frame = pd.DataFrame({"prophet": [100.0, 0.5], "prophet_lower": [80.0, 0.0],
+                          "prophet_upper": [130.0, 2.0], "shipped_lgbm": [60.0, 1.5]})
+    _add_preferred(frame)
+    assert frame["shipped_lgbm_prophet"].tolist() == pytest.approx([70.0, 1.25])
+    # Prophet's band scaled to the new median (70 / 100), or shifted below one person.
+    assert frame.loc[0, ["shipped_lgbm_prophet_lower", "shipped_lgbm_prophet_upper"]].tolist(
+        ) == pytest.approx([56.0, 91.0])
+    assert frame.loc[1, ["shipped_lgbm_prophet_lower", "shipped_lgbm_prophet_upper"]].tolist(
+        ) == pytest.approx([0.75, 2.75])
+    before = frame.copy()
+    _add_preferred(frame)  # already there: left alone
+    pd.testing.assert_frame_equal(frame, before)

@@ -348,7 +348,10 @@ class ForecastSettings(BaseModel):
     # as current (a daily refit plus two hours' slack for a slow or retried run).
     stale_after_hours: float = Field(26.0, gt=0)
     # Rolling-origin backtests: folds of `backtest_horizon_days`, one every `backtest_step_days`.
-    backtest_folds: int = Field(4, ge=1)
+    # Eight weekly folds choose each site's forecaster (forecasting/candidates.py): on real
+    # series, a choice from four weeks fell back to naive after a few odd weeks and cost
+    # Birrarung Marr 0.72 → 0.74 of naive (bench/results.md, "Preferred blend").
+    backtest_folds: int = Field(8, ge=1)
     backtest_horizon_days: int = Field(7, ge=1)
     backtest_step_days: int = Field(7, ge=1)
     # Which forecaster sets each site's hourly median (forecasting/candidates.py): "auto"
