@@ -242,9 +242,12 @@ def test_every_backtest_fold_sees_a_whole_history_window_before_its_origin(
 
 
 def test_bring_your_own_csv_is_backtested_hourly_and_daily(
-    tmp_path, capsys: pytest.CaptureFixture[str]
+    tmp_path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from forecasting.backtest import main
+
+    monkeypatch.setenv("VISITORFLOW_FORECAST__BACKTEST_FOLDS", "4")  # half the default: time
+    get_settings.cache_clear()
     from tests.synthetic_history import synthetic_arrivals
 
     site = load_catalogue(PROJECT_ROOT / "data" / "sites.yaml").site("huu_lien")  # open 24 h
