@@ -109,9 +109,18 @@ SERIES: dict[str, tuple[str, Loader, str, str, str | None]] = {
 AUCKLAND_PREFIX = "akl:"
 
 
+def _auckland_id(sensor: str) -> str:
+    """`261 Queen Street` → `akl_261_queen_street`: an id a stand-in site can carry."""
+    return "akl_" + re.sub(r"[^a-z0-9]+", "_", sensor.lower()).strip("_")
+
+
 def load_series(series_id: str, data_dir: Path = DATA_DIR) -> RealSeries:
-    """One of SERIES, or an Auckland sensor as `akl:<its column>`, from the copies in
-    `data_dir`."""
+    """One of SERIES, or an Auckland sensor as `akl:<its column>` (or the id that gives it
+    back, `akl_261_queen_street`), from the copies in `data_dir`."""
+    if series_id not in SERIES and series_id.startswith("akl_"):  # an id given back
+        header = pd.read_csv(data_dir / AUCKLAND_FILE, nrows=0).columns
+        named = [c for c in header if _auckland_id(c) == series_id]
+        series_id = AUCKLAND_PREFIX + named[0] if named else series_id
     if series_id.startswith(AUCKLAND_PREFIX):
         sensor = series_id.removeprefix(AUCKLAND_PREFIX)
         spec = (f"Auckland, {sensor}", _auckland, sensor, "NZ", "AUK")
@@ -123,6 +132,6 @@ def load_series(series_id: str, data_dir: Path = DATA_DIR) -> RealSeries:
     title, loader, column, country, subdiv = spec
     y, exog, notes = loader(column, data_dir)
     if series_id.startswith(AUCKLAND_PREFIX):  # an id that can name a stand-in site
-        series_id = "akl_" + re.sub(r"[^a-z0-9]+", "_", column.lower()).strip("_")
+        series_id = _auckland_id(column)
     return RealSeries(series_id=series_id, title=title, y=y, country=country,
                       holidays=_holidays(country, subdiv, y.index), exog=exog, notes=notes)
