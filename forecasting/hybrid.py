@@ -6,10 +6,9 @@ ended by then stand for the backtest. `bench.real_series` scores the result as `
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 
-from forecasting.candidates import choose_model
+from forecasting.candidates import choose_model, widen
 from forecasting.scoring import band_scale
 from visitorflow.settings import ForecastSettings
 
@@ -60,9 +59,9 @@ def replay_shipped(
                                past[f"{column}_upper"].to_numpy(float)) or 1.0
         rows = out["origin"] == origin
         point = out.loc[rows, column].to_numpy(float)
+        band = out.loc[rows, [f"{column}_lower", f"{column}_upper"]].to_numpy(float, copy=True)
+        widen(band, point, scale)  # as a forecast run widens its samples
         out.loc[rows, name] = point
-        for side in ("_lower", "_upper"):
-            edge = out.loc[rows, f"{column}{side}"].to_numpy(float)
-            out.loc[rows, f"{name}{side}"] = np.clip(point + scale * (edge - point), 0, None)
+        out.loc[rows, f"{name}_lower"], out.loc[rows, f"{name}_upper"] = band[:, 0], band[:, 1]
         chosen[pd.Timestamp(origin)] = model
     return out, pd.Series(chosen, name="chosen")
