@@ -15,17 +15,20 @@ and the week before it are counted (`forecasting.backtest.choose_origins`), and 
 less than `MIN_FOLD_SHARE` of its hours scored is not scored.
 
 Forecasters, each with an 80 % band: weekly seasonal naive (`naive`), the mean of the last 4
-same weekday-hours (`mean4w`), LightGBM on calendar + lag features (`lgbm`), its average with
-the 4-week mean (`lgbm_mean4w`), the project's Prophet model as the CSV backtest runs it
-(`prophet`: `forecasting.models.fit_and_forecast` on a stand-in site open around the clock,
-with the country's holidays), the average of Prophet and LightGBM (`prophet_lgbm`) and the
-shipped model (`shipped`, `forecasting/candidates.py` replayed by `forecasting/hybrid.py`:
-per series, the candidate a forecast run would choose from a backtest of the last 8 finished
-folds — the preferred 3:1 mix of LightGBM and Prophet unless another candidate erred at least
-10 % less or it lost to naive — each candidate Prophet's on a calendar's festivals (these
-series have none), with Prophet's band moved to its median and scaled to have covered 80 %
-of those folds' hours). Washington adds `lgbm_weather`: LightGBM with the hour's weather as
-it happened (an upper bound of what a weather forecast gives).
+same weekday-hours (`mean4w`), LightGBM on calendar + lag features (`lgbm`, the plain outside
+reference), its average with the 4-week mean (`lgbm_mean4w`), the shipped candidates'
+LightGBM (`lgbm_pair`: the mean of the plain model and one of the counts relative to their
+recent level, `forecasting.baselines.gradient_boosted_pair`), the project's Prophet model as
+the CSV backtest runs it (`prophet`: `forecasting.models.fit_and_forecast` on a stand-in site
+open around the clock, with the country's holidays), the average of Prophet and the plain
+LightGBM (`prophet_lgbm`) and the shipped model (`shipped`, `forecasting/candidates.py`
+replayed by `forecasting/hybrid.py`: per series, the candidate a forecast run would choose
+from a backtest of the last 8 finished folds — the preferred 3:1 mix of the LightGBM pair and
+Prophet unless another candidate erred at least 10 % less or it lost to naive — each
+candidate Prophet's on a calendar's festivals (these series have none), with Prophet's band
+moved to its median and scaled to have covered 80 % of those folds' hours). Washington adds
+`lgbm_weather`: LightGBM with the hour's weather as it happened (an upper bound of what a
+weather forecast gives).
 
 Scores on hours where the count and every forecast are known: MAE and its ratio to the naive
 MAE, MASE (MAE over the in-sample weekly-naive MAE of the year before the first origin),
@@ -52,7 +55,12 @@ from forecasting.backtest import (
     choose_origins,
     csv_holidays,
 )
-from forecasting.baselines import gradient_boosted, mean_of_weeks, weekly_naive
+from forecasting.baselines import (
+    gradient_boosted,
+    gradient_boosted_pair,
+    mean_of_weeks,
+    weekly_naive,
+)
 from forecasting.calendar import plain_calendar
 from forecasting.candidates import MODELS, PREFERRED_LGBM_SHARE, PREFERRED_MODEL, recentre
 from forecasting.hybrid import replay_shipped
@@ -86,6 +94,7 @@ def _fold_forecasts(series: RealSeries, origin: pd.Timestamp, hours: int,
     put("naive", weekly_naive(y, origin, hours))
     put("mean4w", mean_of_weeks(y, origin, hours))
     put("lgbm", gradient_boosted(y, origin, hours, series.holidays))
+    put("lgbm_pair", gradient_boosted_pair(y, origin, hours, series.holidays))
     if series.exog is not None:
         put("lgbm_weather", gradient_boosted(y, origin, hours, series.holidays, series.exog))
     _average(fold, "lgbm_mean4w", "lgbm", "mean4w")
@@ -199,8 +208,7 @@ def score_series(series: RealSeries, scored: pd.DataFrame, origins: list[pd.Time
     y = series.y
     with_prophet = "prophet" in scored
     methods = ["naive", "mean4w", "lgbm", "lgbm_mean4w"]
-    if "lgbm_weather" in scored:
-        methods.append("lgbm_weather")
+    methods += [m for m in ("lgbm_pair", "lgbm_weather") if m in scored]  # not in older files
     shipped = None
     if with_prophet:
         methods += ["prophet", "prophet_lgbm"]

@@ -7,9 +7,10 @@ last week" on 2 of 6 series where a gradient-boosted model on lags did not
 (bench/results.md, "Real counter series"). So each site's forecast comes from one of:
 
 - `prophet`: the seasonal model alone;
-- `prophet_lgbm`: the mean of Prophet and a LightGBM model on calendar and weekly-lag
-  features (`forecasting.baselines.gradient_boosted`, with Prophet's temperature as a
-  feature at temperature sites);
+- `prophet_lgbm`: the mean of Prophet and LightGBM on calendar and weekly-lag features
+  (`forecasting.baselines.gradient_boosted_pair`: the mean of a model of the counts and one
+  of the counts relative to their recent level, with Prophet's temperature as a feature at
+  temperature sites);
 - `lgbm_prophet`: three parts LightGBM to one part Prophet, the preferred model (below);
 - `lgbm`: the LightGBM model alone;
 - `mean4w`: the mean of the same weekday-hour over the last four weeks;
@@ -53,7 +54,7 @@ import pandas as pd
 
 from forecasting.baselines import (
     HOURS_PER_WEEK,
-    gradient_boosted,
+    gradient_boosted_pair,
     mean_of_weeks,
     regular_hours,
     weekly_naive,
@@ -73,7 +74,7 @@ PREFERRED_LGBM_SHARE = 0.75
 # Another candidate replaces the preferred one only when it erred this much less in the
 # backtest: a few weekly folds choose noisily, and each switch cost accuracy on real series.
 SWITCH_MARGIN = 0.10
-# Models that need the LightGBM fit (about a second per site on this machine).
+# Models that need the LightGBM fits (two models, about a second each per site here).
 NEEDS_LGBM = frozenset({"prophet_lgbm", "lgbm_prophet", "lgbm"})
 # A median this small is recentred by a shift, not a scale: scaling samples around a median
 # near zero would blow the band up or collapse it.
@@ -130,8 +131,8 @@ def candidate_forecasts(
             exog = temperature.drop_duplicates("ds").set_index("ds")[["temp_c"]]
         holidays = frozenset(calendar.window_days.date)
         try:
-            points["lgbm"] = gradient_boosted(y, start, week, holidays, exog,
-                                              band=False)["point"].to_numpy()
+            points["lgbm"] = gradient_boosted_pair(y, start, week, holidays, exog,
+                                                   band=False)["point"].to_numpy()
             points["prophet_lgbm"] = (points["lgbm"] + prophet[:week]) / 2
             points["lgbm_prophet"] = (PREFERRED_LGBM_SHARE * points["lgbm"]
                                       + (1 - PREFERRED_LGBM_SHARE) * prophet[:week])

@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -337,7 +338,7 @@ def fit_and_forecast(
     lead_in: np.ndarray | None = None,
     temperature: pd.DataFrame | None = None,
     model: str = DEFAULT_MODEL,
-    band_scale: float = 1.0,
+    band_scales: Mapping[str, float] | None = None,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit both models of a site on `history` (ds, arrivals) before `start_local` and forecast:
     (hourly for `hours` hours from `start_local`, daily for `days` days from its day). The
@@ -347,10 +348,12 @@ def fit_and_forecast(
     last `daily_history_days`; with `holiday_totals_from_daily`, the hourly forecast's holiday
     days take the daily model's totals (`holiday_day_totals`). `model` (one of
     `forecasting.candidates.MODELS`) sets the hourly median; Prophet's samples, moved to it,
-    give the band and p_overload (`forecasting.candidates`), widened by `band_scale` (the
-    backtest's calibration of that model's band, `forecasting.scoring.band_scale`). A model
-    that cannot forecast (too little history) leaves Prophet's; the hourly frame's `model`
-    attribute (`hourly.attrs["model"]`) says which was used."""
+    give the band and p_overload (`forecasting.candidates`), widened by the `band_scales` entry
+    of the model used (the backtest's calibration of each model's band,
+    `forecasting.scoring.band_scale`; 1 for a model it did not score). A model that cannot
+    forecast (too little history) leaves Prophet's, with Prophet's own scale; the hourly
+    frame's attributes say which model was used (`model`) and the scale applied
+    (`band_scale`)."""
     start = pd.Timestamp(start_local)
     first_day = start.normalize()
     past = history[history["ds"] < start]
@@ -371,10 +374,12 @@ def fit_and_forecast(
         if model in points:
             recentre(samples, points[model].to_numpy(float))
             used = model
-    if used == model:  # the scale was measured on that model's band
-        widen(samples, np.median(samples, axis=1), band_scale)
+    # Each scale was measured on its own model's band: the fallback takes Prophet's.
+    scale = (band_scales or {}).get(used, 1.0)
+    widen(samples, np.median(samples, axis=1), scale)
     hourly = summarise_hourly(grid, samples, site, settings, overload_share, lead_in)
     hourly.attrs["model"] = used
+    hourly.attrs["band_scale"] = scale
     return hourly, daily
 
 

@@ -56,8 +56,8 @@ class SiteTask:
     model: str = DEFAULT_MODEL  # the forecaster of the hourly median (forecasting.candidates)
     # Each candidate's MAE / naive MAE in the newest backtest (the one used is reported).
     model_ratios: dict[str, float] = field(default_factory=dict)
-    # The model's band calibration from that backtest (forecasting.scoring.band_scale).
-    band_scale: float = 1.0
+    # Each candidate's band calibration in that backtest (forecasting.scoring.band_scale).
+    band_scales: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -99,14 +99,14 @@ def forecast_site(task: SiteTask) -> SiteResult:
         hourly, daily = fit_and_forecast(
             task.history, site, task.settings, task.calendar, task.start_local,
             task.settings.hourly_horizon_days * 24, task.daily_days, task.overload_share,
-            lead_in, task.temperature, task.model, task.band_scale,
+            lead_in, task.temperature, task.model, task.band_scales,
         )
         used = hourly.attrs.get("model", DEFAULT_MODEL)
         return SiteResult(
             site.id, True, fit_s=time.perf_counter() - started,
             regressors="cold_c" if task.temperature is not None else "",
             model=used, model_mae_ratio=task.model_ratios.get(used),
-            band_scale=task.band_scale if used == task.model else 1.0,
+            band_scale=hourly.attrs.get("band_scale", 1.0),
             hourly=hourly, daily=daily,
         )
     except Exception as exc:  # reported per site, the run goes on
@@ -237,7 +237,7 @@ def prepare_tasks(
                                            fc.cold_threshold_c)
         own = scores[scores["site_id"] == site_id].dropna(subset=["mae_ratio"])
         model = site_model(fc.model, own)
-        scale = own.loc[own["model"] == model, "band_scale"].dropna()
+        scales = own.dropna(subset=["band_scale"])
         tasks.append(SiteTask(
             site=site, settings=fc, history=history,
             calendar=site_calendar(site_id, years, fc.festival_window_before_days,
@@ -246,7 +246,8 @@ def prepare_tasks(
             overload_share=float(limits.at[site_id, "overload"]), temperature=temperature,
             model=model,
             model_ratios=dict(zip(own["model"], own["mae_ratio"].astype(float), strict=True)),
-            band_scale=float(scale.iloc[0]) if len(scale) else 1.0,
+            band_scales=dict(zip(scales["model"], scales["band_scale"].astype(float),
+                                 strict=True)),
         ))
     return tasks
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import pytest
 from bench.real_series import mase_scale, score_methods
 from forecasting.baselines import (
     gradient_boosted,
+    gradient_boosted_pair,
     mean_of_weeks,
     regular_hours,
     weekly_naive,
@@ -53,7 +55,11 @@ def test_mean_of_weeks_averages_the_known_weeks() -> None:
     assert again["point"].iloc[0] == pytest.approx(np.mean([first[0], *first[2:]]))
 
 
-@pytest.mark.parametrize("forecaster", [weekly_naive, mean_of_weeks, gradient_boosted])
+RELATIVE = partial(gradient_boosted, relative=True)
+LEARNED = [gradient_boosted, RELATIVE, gradient_boosted_pair]
+
+
+@pytest.mark.parametrize("forecaster", [weekly_naive, mean_of_weeks, *LEARNED])
 def test_no_forecast_reads_the_future(forecaster) -> None:
     y = _series()
     before = forecaster(y, ORIGIN, 168)
@@ -63,15 +69,26 @@ def test_no_forecast_reads_the_future(forecaster) -> None:
     pd.testing.assert_frame_equal(before, after)
 
 
-def test_gradient_boosted_learns_the_weekly_shape() -> None:
+@pytest.mark.parametrize("forecaster", LEARNED)
+def test_gradient_boosted_learns_the_weekly_shape(forecaster) -> None:
     y = _series(days=120)
-    out = gradient_boosted(y, ORIGIN, 168)
+    out = forecaster(y, ORIGIN, 168)
     actual = y.reindex(out["ds"]).to_numpy()
     naive = weekly_naive(y, ORIGIN, 168)["point"].to_numpy()
     assert np.abs(out["point"] - actual).mean() < np.abs(naive - actual).mean()
     assert (out["lower"] <= out["point"]).all() and (out["point"] <= out["upper"]).all()
     covered = ((actual >= out["lower"]) & (actual <= out["upper"])).mean()
     assert 0.5 < covered <= 1.0
+
+
+def test_the_pair_is_the_mean_of_the_plain_and_the_relative_model() -> None:
+    y = _series(days=120)
+    plain, relative = gradient_boosted(y, ORIGIN, 168), RELATIVE(y, ORIGIN, 168)
+    pair = gradient_boosted_pair(y, ORIGIN, 168)
+    for column in ("point", "lower", "upper"):
+        assert np.allclose(pair[column], (plain[column] + relative[column]) / 2)
+    # Two different models, not one twice.
+    assert not np.allclose(plain["point"], relative["point"])
 
 
 def test_bad_input_is_refused_with_a_reason() -> None:
