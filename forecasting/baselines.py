@@ -40,6 +40,8 @@ LAG_WEEKS = (1, 2, 3, 4)
 # smallest level it divides by: a night of zeros is not a level.
 LEVEL_FEATURES = [*(f"lag_{w}w" for w in LAG_WEEKS), "mean_4w", "day_mean_1w"]
 LEVEL_FLOOR = 1.0
+# The same for the counts that `origin_features` adds (`recent=True`).
+RECENT_LEVEL_FEATURES = ["day_mean_origin", "last_day_same_hour"]
 
 
 def _check(y: pd.Series, origin: datetime, hours: int) -> pd.Timestamp:
@@ -159,6 +161,44 @@ def lag_features(
     return out
 
 
+def origin_features(y: pd.Series, ds: pd.DatetimeIndex, origin: datetime) -> pd.DataFrame:
+    """What a forecast made at `origin` knows about the days just before it, for the hours
+    `ds`: the horizon (hours from the origin), the mean of the last day before the origin
+    (`day_mean_origin`) against the same day a week earlier, the last week's mean against the
+    week before it, the last day against its 4-week mean of same weekday-hours, and the same
+    hour of day on the last day before the origin (`last_day_same_hour`). An hour before
+    `origin` (a training hour) takes the origin a forecast made at the same weekday and hour
+    would have had: the latest of origin, origin − 1 week, … at or before it. So the model
+    learns how much the last day before a forecast tells about each hour ahead: `lag_features`
+    never read anything less than a week old."""
+    start = pd.Timestamp(origin)
+    weeks_back = np.ceil(np.maximum((start - ds) / pd.Timedelta(hours=1), 0) / HOURS_PER_WEEK)
+    own_origin = pd.DatetimeIndex(start - pd.to_timedelta(weeks_back * HOURS_PER_WEEK, unit="h"))
+    horizon = ((ds - own_origin) / pd.Timedelta(hours=1)).to_numpy(float)
+    day_mean = y.rolling(24, min_periods=12).mean()
+    week_mean = y.rolling(HOURS_PER_WEEK, min_periods=84).mean()
+    usual = pd.Series(_mean_values(y, y.index), index=y.index).rolling(24, min_periods=12).mean()
+    last = own_origin - pd.Timedelta(hours=1)  # the windows end just before the origin
+    week_before = last - pd.Timedelta(hours=HOURS_PER_WEEK)
+    day_now = day_mean.reindex(last).to_numpy(float)
+    # The same hour of day on the last day before the origin: 1 day back within the first
+    # day ahead, 2 days back within the second, and so on.
+    days_back = np.floor(horizon / 24) + 1
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return pd.DataFrame({
+            "horizon": horizon,
+            "day_ratio_1w": day_now / np.maximum(day_mean.reindex(week_before).to_numpy(float),
+                                                 LEVEL_FLOOR),
+            "week_ratio_1w": week_mean.reindex(last).to_numpy(float) / np.maximum(
+                week_mean.reindex(week_before).to_numpy(float), LEVEL_FLOOR),
+            "day_vs_mean_4w": day_now / np.maximum(usual.reindex(last).to_numpy(float),
+                                                   LEVEL_FLOOR),
+            "day_mean_origin": day_now,
+            "last_day_same_hour": y.reindex(
+                ds - pd.to_timedelta(days_back * 24, unit="h")).to_numpy(float),
+        }, index=ds)
+
+
 def _level(x: pd.DataFrame) -> np.ndarray:
     """The level a relative model divides by: the mean of the week that ends a week before
     the hour, else the 4-week mean of the same weekday-hour, at least LEVEL_FLOOR."""
@@ -170,6 +210,7 @@ def _level(x: pd.DataFrame) -> np.ndarray:
 def gradient_boosted(
     y: pd.Series, origin: datetime, hours: int, holidays: frozenset | None = None,
     exog: pd.DataFrame | None = None, band: bool = True, relative: bool = False,
+    recent: bool = False,
 ) -> pd.DataFrame:
     """LightGBM on `lag_features` (median objective: the benchmark scores absolute errors;
     the 10 % and 90 % quantile models give the band), trained on the TRAIN_DAYS before
@@ -182,7 +223,9 @@ def gradient_boosted(
     errors differ from the plain model's: on real series whose crowd grew it under-forecast
     less (mean error −16 against −19 people/hour on 45 Queen Street, whose crowd doubled
     within 2025; −19 against −30 on 107 Quay Street), and it did worse on a festival park
-    (bench/results.md, "Two LightGBM models")."""
+    (bench/results.md, "Two LightGBM models").
+
+    `recent` adds `origin_features`: the days just before the origin."""
     import lightgbm  # heavy import, only where the model is fitted
 
     start = _check(y, origin, hours)
@@ -198,11 +241,16 @@ def gradient_boosted(
                          f"{start}: too little to train on")
     ds = pd.date_range(start, periods=hours, freq="h")
     x_future = lag_features(known, ds, holidays, exog)
+    level_features = list(LEVEL_FEATURES)
+    if recent:
+        x_train = x_train.join(origin_features(known, train_ds, start))
+        x_future = x_future.join(origin_features(known, ds, start))
+        level_features += RECENT_LEVEL_FEATURES
     train_level, future_level, weight = np.ones(len(x_train)), np.ones(len(ds)), None
     if relative:
         train_level, future_level = _level(x_train), _level(x_future)
         for x, level in ((x_train, train_level), (x_future, future_level)):
-            x[LEVEL_FEATURES] = x[LEVEL_FEATURES].to_numpy(float) / level[:, None]
+            x[level_features] = x[level_features].to_numpy(float) / level[:, None]
         x_train, x_future = (x.drop(columns="week_mean_1w") for x in (x_train, x_future))
         weight = train_level[usable]
     preds = {}
@@ -226,8 +274,9 @@ def gradient_boosted_pair(
     where one has none). Each alone won on some real series and lost on others; their mean
     beat the plain model on 8 of 9 real series and tied on the ninth (bench/results.md, "Two
     LightGBM models")."""
-    plain = gradient_boosted(y, origin, hours, holidays, exog, band)
-    relative = gradient_boosted(y, origin, hours, holidays, exog, band, relative=True)
+    plain = gradient_boosted(y, origin, hours, holidays, exog, band, recent=True)
+    relative = gradient_boosted(y, origin, hours, holidays, exog, band, relative=True,
+                                recent=True)
     out = plain.copy()
     for column in ("point", "lower", "upper"):
         both = np.column_stack([plain[column].to_numpy(float), relative[column].to_numpy(float)])

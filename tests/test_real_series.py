@@ -19,6 +19,7 @@ from forecasting.baselines import (
     gradient_boosted,
     gradient_boosted_pair,
     mean_of_weeks,
+    origin_features,
     regular_hours,
     weekly_naive,
 )
@@ -56,7 +57,9 @@ def test_mean_of_weeks_averages_the_known_weeks() -> None:
 
 
 RELATIVE = partial(gradient_boosted, relative=True)
-LEARNED = [gradient_boosted, RELATIVE, gradient_boosted_pair]
+RECENT = partial(gradient_boosted, recent=True)
+RELATIVE_RECENT = partial(gradient_boosted, relative=True, recent=True)
+LEARNED = [gradient_boosted, RELATIVE, RECENT, RELATIVE_RECENT, gradient_boosted_pair]
 
 
 @pytest.mark.parametrize("forecaster", [weekly_naive, mean_of_weeks, *LEARNED])
@@ -83,12 +86,39 @@ def test_gradient_boosted_learns_the_weekly_shape(forecaster) -> None:
 
 def test_the_pair_is_the_mean_of_the_plain_and_the_relative_model() -> None:
     y = _series(days=120)
-    plain, relative = gradient_boosted(y, ORIGIN, 168), RELATIVE(y, ORIGIN, 168)
+    plain, relative = RECENT(y, ORIGIN, 168), RELATIVE_RECENT(y, ORIGIN, 168)
     pair = gradient_boosted_pair(y, ORIGIN, 168)
     for column in ("point", "lower", "upper"):
         assert np.allclose(pair[column], (plain[column] + relative[column]) / 2)
     # Two different models, not one twice.
     assert not np.allclose(plain["point"], relative["point"])
+
+
+def test_origin_features_read_only_what_was_known_at_each_hours_own_origin() -> None:
+    y = _series(days=60)
+    origin = ORIGIN + pd.Timedelta(hours=5)  # a refit's origin need not be a midnight
+    ds = pd.date_range(origin - pd.Timedelta(days=21), periods=28 * 24, freq="h")
+    features = origin_features(y, ds, origin)
+    week = pd.Timedelta(days=7)
+    # The horizon counts from the latest of origin, origin − 1 week, … at or before the hour.
+    assert features["horizon"].between(0, 167).all()
+    assert features.loc[origin, "horizon"] == 0
+    assert features.loc[origin - week, "horizon"] == 0
+    assert features.loc[origin - pd.Timedelta(hours=1), "horizon"] == 167
+    assert features.loc[origin + pd.Timedelta(hours=30), "horizon"] == 30
+    # The same hour of day on the last day before the (own) origin.
+    for hours_ahead, days_back in ((3, 1), (23, 1), (24, 2), (30, 2), (100, 5)):
+        hour = origin - week + pd.Timedelta(hours=hours_ahead)
+        expected = y[hour - pd.Timedelta(days=days_back)]
+        assert features.loc[hour, "last_day_same_hour"] == expected
+    # Each hour's features are those of a series cut at its own origin: nothing from after it.
+    for hour in (origin - week - pd.Timedelta(hours=2), origin - week + pd.Timedelta(hours=40),
+                 origin + pd.Timedelta(hours=100)):
+        own_origin = hour - pd.Timedelta(hours=features.loc[hour, "horizon"])
+        cut = origin_features(y[y.index < own_origin], pd.DatetimeIndex([hour]), origin)
+        pd.testing.assert_series_equal(cut.iloc[0], features.loc[hour], check_names=False)
+    assert features.loc[origin, "day_mean_origin"] == pytest.approx(
+        y[origin - pd.Timedelta(hours=24):origin - pd.Timedelta(hours=1)].mean())
 
 
 def test_bad_input_is_refused_with_a_reason() -> None:
