@@ -17,8 +17,9 @@ less than `MIN_FOLD_SHARE` of its hours scored is not scored.
 Forecasters, each with an 80 % band: weekly seasonal naive (`naive`), the mean of the last 4
 same weekday-hours (`mean4w`), LightGBM on calendar + lag features (`lgbm`, the plain outside
 reference), its average with the 4-week mean (`lgbm_mean4w`), the shipped candidates'
-LightGBM (`lgbm_pair`: the mean of the plain model and one of the counts relative to their
-recent level, `forecasting.baselines.gradient_boosted_pair`), the project's Prophet model as
+LightGBM (`lgbm_pair`, `forecasting.baselines.gradient_boosted_pair`: the mean of a model of
+the counts and one of the counts relative to their recent level, both also given the days
+just before the origin, `origin_features`), the project's Prophet model as
 the CSV backtest runs it (`prophet`: `forecasting.models.fit_and_forecast` on a stand-in site
 open around the clock, with the country's holidays), the average of Prophet and the plain
 LightGBM (`prophet_lgbm`) and the shipped model (`shipped`, `forecasting/candidates.py`

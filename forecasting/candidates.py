@@ -9,8 +9,9 @@ last week" on 2 of 6 series where a gradient-boosted model on lags did not
 - `prophet`: the seasonal model alone;
 - `prophet_lgbm`: the mean of Prophet and LightGBM on calendar and weekly-lag features
   (`forecasting.baselines.gradient_boosted_pair`: the mean of a model of the counts and one
-  of the counts relative to their recent level, with Prophet's temperature as a feature at
-  temperature sites);
+  of the counts relative to their recent level, both told how the last day before the
+  forecast ran against the usual, with Prophet's temperature as a feature at temperature
+  sites);
 - `lgbm_prophet`: three parts LightGBM to one part Prophet, the preferred model (below);
 - `lgbm`: the LightGBM model alone;
 - `mean4w`: the mean of the same weekday-hour over the last four weeks;
@@ -19,7 +20,7 @@ last week" on 2 of 6 series where a gradient-boosted model on lags did not
 Whatever the candidate, two things stay Prophet's: the days of the site's festivals and the
 Tết days off (`SiteCalendar.festival_days`, `days_off`: a festival is not in last week's
 counts, and Prophet's festival and peak-day profiles are what the overload alerts rest on),
-and the hours beyond the first week (every lag feature is a week or more old, so the lag
+and the hours beyond the first week (every weekly lag is a week or more old, so the lag
 models forecast one week ahead). National holidays and the days around them are the lag
 models' too: LightGBM has them as a feature (`holiday`: every day a holiday effect reaches),
 and keeping them Prophet's cost the real series where Prophet is weak (bench/results.md,
@@ -74,7 +75,7 @@ PREFERRED_LGBM_SHARE = 0.75
 # Another candidate replaces the preferred one only when it erred this much less in the
 # backtest: a few weekly folds choose noisily, and each switch cost accuracy on real series.
 SWITCH_MARGIN = 0.10
-# Models that need the LightGBM fits (two models, about a second each per site here).
+# Models that need the LightGBM fits (two models, one to two seconds each per site here).
 NEEDS_LGBM = frozenset({"prophet_lgbm", "lgbm_prophet", "lgbm"})
 # A median this small is recentred by a shift, not a scale: scaling samples around a median
 # near zero would blow the band up or collapse it.
