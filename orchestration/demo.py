@@ -3,8 +3,11 @@ forecasts, dashboard, public visitor pages.
 
 `make demo` (or `python -m orchestration.demo`) first back-fills a year of simulated history
 into an empty store (so the forecasts have something to learn from), then starts each
-stage as its own process, logs to `run/logs/`, refits the forecasts once in the
-background, and stops everything on Ctrl-C or when a service dies. The live simulator
+stage as its own process, logs to `run/logs/`, and stops everything on Ctrl-C or when a
+service dies. In the background, one after the other (BACKGROUND_JOBS): a forecast run, the
+backtest, and a second forecast run that uses the backtest's per-site choice of model, so the
+site pages show each site's error against a naive forecast within minutes, not after the
+first night's backtest as under `make serve`. The live simulator
 back-fills today from local midnight over MQTT, then follows the wall clock. `--scenario
 NAME` plays a festival day of data/scenarios.yaml on a simulated clock instead
 (orchestration/scenario.py). The broker
@@ -15,6 +18,7 @@ simulated counter logs in with its own account, the collector with its own).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -24,10 +28,19 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingest.broker import BrokerError, start_broker
-from orchestration.supervisor import start_process
+from orchestration.supervisor import signal_group, start_process
 from visitorflow.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from visitorflow.store import Store, StoreError
 from visitorflow.users import UsersError, ensure_first_admin
+
+# The background jobs in order: their log name, module, and what the demo prints when one
+# ends well. The first forecasts come first, so the dashboard has some within minutes.
+BACKGROUND_JOBS = (
+    ("forecast", "forecasting.run", "forecasts written"),
+    ("backtest", "forecasting.backtest",
+     "backtest written: each site's forecast error against a naive forecast"),
+    ("refit", "forecasting.run", "forecasts refitted with each site's backtested model"),
+)
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -98,8 +111,9 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
               env: dict[str, str] | None = None,
               on_tick: Callable[[], bool] | None = None) -> int:
     """The demo's processes: a broker on `settings.mqtt`, then the collector, the live
-    simulator (`simulator_args`), the dashboard, the public pages and, with `refit`, one
-    forecast run, each logging to `run_dir/logs/`, all with `env` (default: this process's).
+    simulator (`simulator_args`), the dashboard, the public pages and, with `refit`, the
+    BACKGROUND_JOBS one after the other, each logging to `run_dir/logs/`, all with `env`
+    (default: this process's).
     Runs until Ctrl-C or SIGTERM, a service dying, or `on_tick()` (called twice a second)
     returning False; then stops them all. Returns the exit code."""
     log_dir = run_dir / "logs"
@@ -112,7 +126,8 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
         return 2
     broker.name = "broker"  # type: ignore[attr-defined]
     procs = [broker]
-    forecast: subprocess.Popen | None = None
+    jobs = list(BACKGROUND_JOBS) if refit else []
+    job: subprocess.Popen | None = None
     stopping = False
 
     def stop(*_: object) -> None:
@@ -134,10 +149,17 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
         # The visitors' pages behind the QR codes: a process of its own, on its own port.
         procs.append(start_process("public", [python, "-m", "public.server"], log_dir,
                                    env=env))
-        if refit:
-            # One refit in the background: its forecasts land in the store for the dashboard.
-            forecast = start_process("forecast", [python, "-m", "forecasting.run",
-                                                  "--no-progress"], log_dir, env=env)
+        job_done = ""
+
+        def next_job() -> subprocess.Popen:
+            nonlocal job_done
+            name, module, job_done = jobs.pop(0)
+            # Its own process group: a stop reaches the worker processes it starts.
+            return start_process(name, [python, "-m", module, "--no-progress"], log_dir,
+                                 own_group=True, env=env)
+
+        if jobs:
+            job = next_job()
         print(f"broker on {settings.mqtt.host}:{settings.mqtt.port}, store {settings.store.path}")
         # start_broker made or refreshed the accounts: anonymous clients are refused.
         print(f"broker accounts and ACL (auth on) in {settings.mqtt.secrets_dir}"
@@ -148,13 +170,13 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
         print(f"dashboard: http://localhost:{dashboard_port}   (Ctrl-C stops everything)",
               flush=True)
         print(f"sign in with an account of {settings.auth.users_path}", flush=True)
-        forecast_reported = False
         while not stopping:
-            if forecast is not None and not forecast_reported and forecast.poll() is not None:
-                forecast_reported = True
-                outcome = "written" if forecast.returncode == 0 else (
-                    f"finished with errors (exit {forecast.returncode}, see forecast.log)")
-                print(f"forecasts {outcome}", flush=True)
+            if job is not None and job.poll() is not None:
+                name = job.name  # type: ignore[attr-defined]
+                print(job_done if job.returncode == 0 else
+                      f"the background {name} finished with errors (exit {job.returncode}, "
+                      f"see {log_dir / name}.log)", flush=True)
+                job = next_job() if jobs else None
             for proc in procs:
                 if proc.poll() is not None:
                     name = proc.name  # type: ignore[attr-defined]
@@ -168,8 +190,12 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
             time.sleep(0.5)
         return 0
     finally:
-        if forecast is not None and forecast.poll() is None:
-            forecast.terminate()
+        if job is not None:
+            signal_group(job, signal.SIGTERM)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                job.wait(15)
+            signal_group(job, signal.SIGKILL)  # and whatever it left in its group
+            job.wait()
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

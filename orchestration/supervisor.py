@@ -90,7 +90,7 @@ class Child:
         return self.proc.pid if self.proc is not None else None
 
 
-def _signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
+def signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
     """Signal the child's whole process group (it leads it: own session)."""
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, sig)
@@ -113,7 +113,7 @@ class Supervisor:
         if child.proc is not None:
             # What the last run left in its group and ignored SIGTERM: it would hold the
             # port or the files the new one needs.
-            _signal_group(child.proc, signal.SIGKILL)
+            signal_group(child.proc, signal.SIGKILL)
         child.proc = start_process(child.name, child.args, self.log_dir, own_group=True,
                                    env=self.env)
         child.started_at = self.clock()
@@ -135,7 +135,7 @@ class Supervisor:
                 # What the dead child left in its group (Mosquitto under a killed launcher)
                 # would hold its port against the restarted one: asked to stop now (it may
                 # save its state), killed at the restart if it has not.
-                _signal_group(child.proc, signal.SIGTERM)
+                signal_group(child.proc, signal.SIGTERM)
                 child.restarts += 1
                 child.restart_at = now + child.delay_s
                 log.warning("%s stopped (%s) after %.1f s; restart %d in %.0f s",
@@ -175,7 +175,7 @@ class Supervisor:
         for wave, wave_deadline in ((first, deadline - STOP_GRACE_S / 4), (last, deadline)):
             running = [c for c in wave if c.proc is not None and c.proc.poll() is None]
             for child in reversed(running):
-                _signal_group(child.proc, signal.SIGTERM)
+                signal_group(child.proc, signal.SIGTERM)
             self._wait(running, wave_deadline)
         for child in self.children:
             if child.proc is None:
@@ -183,7 +183,7 @@ class Supervisor:
             if child.proc.poll() is None:
                 log.warning("%s did not stop within %.0f s: killed", child.name, STOP_GRACE_S)
             # Also kills what a child that stopped by itself left in its group.
-            _signal_group(child.proc, signal.SIGKILL)
+            signal_group(child.proc, signal.SIGKILL)
             child.proc.wait()
             log.info("%s stopped (%s)", child.name, describe_exit(child.proc.returncode))
 

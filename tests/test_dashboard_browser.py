@@ -285,12 +285,16 @@ def test_a_viewer_cannot_acknowledge_and_an_operator_can(
             page.get_by_label("Ghi chú").first.fill("Đã điều tiết cổng")
             page.get_by_role("button", name="Xác nhận", exact=True).first.click()
             page.get_by_text("Đã lưu xác nhận.").wait_for(timeout=10 * REFRESH_S * 1000)
+            # The answer outlives the view's own refreshes long enough to be read.
+            page.wait_for_timeout(3 * REFRESH_S * 1000)
+            still_told = page.get_by_text("Đã lưu xác nhận.").count()
             page.screenshot(path=str(tmp_path / "alerts.png"), full_page=True)
         finally:
             browser.close()
 
     assert "Động Tam Thanh" in viewer_text and "Quá tải" in viewer_text, viewer_text[:2000]
     assert (viewer_buttons, viewer_notes) == (0, 0), "a viewer must get no acknowledge control"
+    assert still_told == 1, "the acknowledgement's confirmation left with the next refresh"
     assert "Động Tam Thanh" in text and "Quá tải" in text, text[:2000]
     audit = store.alert_audit()
     acked = audit[audit["acked_by"].notna()]

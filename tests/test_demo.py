@@ -1,6 +1,6 @@
 """The README's demo command, end to end: history back-filled, broker, collector, live
-simulator, forecasts and dashboard all started by `python -m orchestration.demo`, and all
-stopped by Ctrl-C."""
+simulator, forecasts, the backtest, a refit with its per-site choice, and dashboard all
+started by `python -m orchestration.demo`, and all stopped by Ctrl-C."""
 
 from __future__ import annotations
 
@@ -22,7 +22,11 @@ from .conftest import free_port, wait_until
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_starts_every_stage_and_stops_cleanly(settings: Settings, tmp_path: Path) -> None:
+def test_demo_starts_every_stage_and_stops_cleanly(
+    settings: Settings, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # One backtest fold (the nightly job's 8 would take minutes): the chain is what is tested.
+    monkeypatch.setenv("VISITORFLOW_FORECAST__BACKTEST_FOLDS", "1")
     port = free_port()
     log = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen(
@@ -58,6 +62,15 @@ def test_demo_starts_every_stage_and_stops_cleanly(settings: Settings, tmp_path:
         wait_until(lambda: b"forecasts written" in output.read_bytes(), 240,
                    "the background forecast run")
         assert store.forecast_runs(1)["sites_ok"].iloc[0] > 0
+        assert store.forecast_skill()["backtest_mae_ratio"].isna().all()  # none backtested yet
+        wait_until(lambda: b"forecasts refitted" in output.read_bytes(), 420,
+                   "the background backtest and the refit after it")
+        assert b"backtest written" in output.read_bytes()
+        # The second run took each site's model and skill from the backtest.
+        skill = store.forecast_skill()
+        assert skill["backtest_mae_ratio"].notna().any(), skill
+        assert skill["run_id"].nunique() == 1 and skill["run_id"].iloc[0] == (
+            store.forecast_runs(1)["run_id"].iloc[0])
     finally:
         demo.send_signal(signal.SIGINT)
         try:

@@ -11,6 +11,7 @@ data/alert_actions.yaml stays the default); viewers see.
 
 from __future__ import annotations
 
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -34,6 +35,9 @@ TEXT = page_texts("alerts")
 # The collector evaluates every minute: an evaluation older than this means it has stopped.
 STALE_EVALUATION = timedelta(minutes=5)
 LEVEL_BOX = {"overload": st.error, "crowded": st.warning, "busy": st.info}
+# How long the answer to an operator's click stays on the page: the view redraws itself every
+# few seconds, and a message shown for one redraw was gone before it could be read.
+MESSAGE_S = 12.0
 
 settings, catalogue, lang = page_context()
 T = TEXT[lang]
@@ -80,23 +84,31 @@ def shown_message(row: pd.Series) -> str:
                          row["capacity"])
 
 
+def tell(key: str, text: str) -> None:
+    """Show `text` (key "ack_problem": a warning, "ack_done": a success) for MESSAGE_S, in
+    place of an earlier answer."""
+    for old in ("ack_problem", "ack_done"):
+        st.session_state.pop(old, None)
+    st.session_state[key] = (text, time.monotonic() + MESSAGE_S)
+
+
 def acknowledge(alert_id: str) -> None:
     who = user_with_role("operator")
     if who is None:
-        st.session_state["ack_problem"] = T["not_allowed"]
+        tell("ack_problem", T["not_allowed"])
         return
     note = st.session_state[f"ack_note_{alert_id}"].strip()
     if not note:
-        st.session_state["ack_problem"] = T["need_note"]
+        tell("ack_problem", T["need_note"])
         return
     # A write from the dashboard: rare, so it takes the store's one-writer-at-a-time lock
     # through the same short-lived, retried connection as the collector (Store._connect).
     try:
         Store.from_settings(settings).acknowledge_alert(alert_id, who.name, note, utc_now())
     except StoreError as exc:
-        st.session_state["ack_problem"] = f"{T['store_busy']} {exc}"
+        tell("ack_problem", f"{T['store_busy']} {exc}")
         return
-    st.session_state["ack_done"] = T["ack_done"]
+    tell("ack_done", T["ack_done"])
     alert_state.clear()
 
 
@@ -145,7 +157,11 @@ def audit_table(audit: pd.DataFrame) -> pd.DataFrame:
 def alerts_view() -> None:
     for key, show in (("ack_problem", st.warning), ("ack_done", st.success)):
         if key in st.session_state:
-            show(st.session_state.pop(key))
+            text, until = st.session_state[key]
+            if time.monotonic() < until:
+                show(text)
+            else:
+                del st.session_state[key]
     state = read_store(lambda: alert_state(settings), T)
     if state is None:
         return
@@ -182,22 +198,22 @@ def action_label(key: str) -> str:
 def save_action_texts(site_id: str, key: str, current: dict[str, str]) -> None:
     who = user_with_role("operator")
     if who is None:
-        st.session_state["ack_problem"] = T["not_allowed"]
+        tell("ack_problem", T["not_allowed"])
         return
     changed = {code: st.session_state[f"action_{site_id}_{key}_{code}"].strip()
                for code in current}
     changed = {code: text for code, text in changed.items() if text != current[code]}
     if any(not text for text in changed.values()):
-        st.session_state["ack_problem"] = T["need_text"]
+        tell("ack_problem", T["need_text"])
         return
     try:
         for code, text in changed.items():
             Store.from_settings(settings).set_action_text(site_id, key, code, text, who.name,
                                                           utc_now(), baseline=current[code])
     except (StoreError, ValueError) as exc:
-        st.session_state["ack_problem"] = f"{T['store_busy']} {exc}"
+        tell("ack_problem", f"{T['store_busy']} {exc}")
         return
-    st.session_state["ack_done"] = T["action_saved"]
+    tell("ack_done", T["action_saved"])
     alert_state.clear()
 
 
