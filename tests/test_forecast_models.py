@@ -206,3 +206,20 @@ def test_forecasting_imports_nothing_from_ingest() -> None:
             names = ([a.name for a in node.names] if isinstance(node, ast.Import)
                      else [node.module or ""] if isinstance(node, ast.ImportFrom) else [])
             assert not any(n == "ingest" or n.startswith("ingest.") for n in names), path.name
+
+
+def test_prophet_fits_write_their_data_with_ujson_and_the_same_numbers() -> None:
+    """cmdstanpy hands each fit's data to Stan as JSON (stanio), through ujson when it can
+    import it: the standard library's encoder took a quarter of a site's refit
+    (bench/results.md, "The refit's time on this machine"). ujson must write every double
+    so that it reads back exactly, or the fits would change."""
+    import json
+
+    import ujson
+    from stanio import json as stan_json
+
+    assert stan_json.UJSON_AVAILABLE, "stanio writes Prophet's data without ujson"
+    rng = np.random.default_rng(0)
+    values = np.concatenate([rng.normal(size=5000), rng.normal(size=5000) * 1e-9,
+                             rng.normal(size=5000) * 1e7, np.arange(100.0), [0.1, 1 / 3]])
+    assert np.array_equal(np.array(json.loads(ujson.dumps(values.tolist()))), values)
