@@ -18,7 +18,6 @@ simulated counter logs in with its own account, the collector with its own).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ingest.broker import BrokerError, start_broker
-from orchestration.supervisor import signal_group, start_process
+from orchestration.supervisor import start_process, stop_group
 from visitorflow.settings import PROJECT_ROOT, Settings, SettingsError, get_settings
 from visitorflow.store import Store, StoreError
 from visitorflow.users import UsersError, ensure_first_admin
@@ -41,6 +40,19 @@ BACKGROUND_JOBS = (
      "backtest written: each site's forecast error against a naive forecast"),
     ("refit", "forecasting.run", "forecasts refitted with each site's backtested model"),
 )
+
+# A background job asked to stop gets this long before it is killed (a backtest's workers
+# only have to notice the signal; nothing of theirs is written until the parent's end).
+JOB_STOP_GRACE_S = 15.0
+
+
+def _start_job(job: tuple[str, str, str], python: str, log_dir: Path,
+               env: dict[str, str] | None) -> tuple[subprocess.Popen, str]:
+    """Start one of BACKGROUND_JOBS in its own process group (so a stop reaches the worker
+    processes it starts); returns it and what to print when it ends well."""
+    name, module, done = job
+    return start_process(name, [python, "-m", module, "--no-progress"], log_dir,
+                         own_group=True, env=env), done
 
 
 def _tail(path: Path, lines: int = 15) -> str:
@@ -128,6 +140,7 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
     procs = [broker]
     jobs = list(BACKGROUND_JOBS) if refit else []
     job: subprocess.Popen | None = None
+    job_done = ""
     stopping = False
 
     def stop(*_: object) -> None:
@@ -149,17 +162,8 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
         # The visitors' pages behind the QR codes: a process of its own, on its own port.
         procs.append(start_process("public", [python, "-m", "public.server"], log_dir,
                                    env=env))
-        job_done = ""
-
-        def next_job() -> subprocess.Popen:
-            nonlocal job_done
-            name, module, job_done = jobs.pop(0)
-            # Its own process group: a stop reaches the worker processes it starts.
-            return start_process(name, [python, "-m", module, "--no-progress"], log_dir,
-                                 own_group=True, env=env)
-
         if jobs:
-            job = next_job()
+            job, job_done = _start_job(jobs.pop(0), python, log_dir, env)
         print(f"broker on {settings.mqtt.host}:{settings.mqtt.port}, store {settings.store.path}")
         # start_broker made or refreshed the accounts: anonymous clients are refused.
         print(f"broker accounts and ACL (auth on) in {settings.mqtt.secrets_dir}"
@@ -176,7 +180,8 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
                 print(job_done if job.returncode == 0 else
                       f"the background {name} finished with errors (exit {job.returncode}, "
                       f"see {log_dir / name}.log)", flush=True)
-                job = next_job() if jobs else None
+                job, job_done = (_start_job(jobs.pop(0), python, log_dir, env) if jobs
+                                 else (None, ""))
             for proc in procs:
                 if proc.poll() is not None:
                     name = proc.name  # type: ignore[attr-defined]
@@ -191,11 +196,7 @@ def run_stack(settings: Settings, run_dir: Path, dashboard_port: int,
         return 0
     finally:
         if job is not None:
-            signal_group(job, signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                job.wait(15)
-            signal_group(job, signal.SIGKILL)  # and whatever it left in its group
-            job.wait()
+            stop_group(job, JOB_STOP_GRACE_S)
         for proc in reversed(procs):
             if proc.poll() is None:
                 proc.send_signal(signal.SIGTERM)

@@ -32,7 +32,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
-import os
 import signal
 import subprocess
 import sys
@@ -44,7 +43,7 @@ from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from orchestration.supervisor import describe_exit, start_process
+from orchestration.supervisor import describe_exit, start_process, stop_group
 from visitorflow.backup import latest_backup_utc
 from visitorflow.clock import Zone, local_date, to_local, to_utc, utc_now, zone
 from visitorflow.health import serve_health
@@ -192,16 +191,8 @@ class ScheduledJob:
         """Stop a running job and its workers (its own process group)."""
         if self.process is None:
             return
-        for sig, grace in ((signal.SIGTERM, JOB_STOP_GRACE_S), (signal.SIGKILL, 1.0)):
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.process.pid, sig)
-            try:
-                self.process.wait(grace)
-                break
-            except subprocess.TimeoutExpired:
-                continue
-        log.info("%s stopped (%s)", self.name, describe_exit(self.process.returncode)
-                 if self.process.returncode is not None else "still running")
+        stop_group(self.process, JOB_STOP_GRACE_S)
+        log.info("%s stopped (%s)", self.name, describe_exit(self.process.returncode))
         self.process = None
 
 

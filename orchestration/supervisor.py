@@ -96,6 +96,17 @@ def signal_group(proc: subprocess.Popen, sig: signal.Signals) -> None:
         os.killpg(proc.pid, sig)
 
 
+def stop_group(proc: subprocess.Popen, grace_s: float) -> None:
+    """Stop a child started with `own_group` and its workers: SIGTERM to its group, SIGKILL
+    to whatever of the group still runs `grace_s` later (or was left behind by a leader that
+    stopped), then wait for the leader."""
+    signal_group(proc, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace_s)
+    signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
 class Supervisor:
     """Keeps `children` running until `stop()`; `run()` is the loop."""
 
