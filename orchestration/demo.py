@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--history-years", type=float, default=1.0,
                         help="years of simulated history to back-fill into an empty store "
                              "(0: none)")
+    parser.add_argument("--run-dir", type=Path, default=PROJECT_ROOT / "run",
+                        help="logs and broker persistence (default: run/)")
     parser.add_argument("--scenario", default=None,
                         help="play a scenario of data/scenarios.yaml instead (e.g. ky-cung; "
                              "orchestration/scenario.py)")
@@ -100,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"created the dashboard account 'admin' (role admin); its password is in "
               f"{first_admin} (readable by you only). Add officials with: python -m "
               "visitorflow.users add NAME --role operator", flush=True)
-    run_dir = PROJECT_ROOT / "run"
+    # Resolved here: the children run from the project root, wherever the demo was started.
+    run_dir = args.run_dir.resolve()
     python = sys.executable
     try:
         has_history = Store.from_settings(settings).latest_reading_utc() is not None

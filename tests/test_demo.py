@@ -31,7 +31,7 @@ def test_demo_starts_every_stage_and_stops_cleanly(
     log = (tmp_path / "demo.log").open("wb")
     demo = subprocess.Popen(
         [sys.executable, "-m", "orchestration.demo", "--dashboard-port", str(port),
-         "--history-years", "0.1"],
+         "--history-years", "0.1", "--run-dir", str(tmp_path / "run")],
         cwd=PROJECT_ROOT, env=os.environ.copy(), stdout=log, stderr=subprocess.STDOUT,
     )
     output = tmp_path / "demo.log"
@@ -81,6 +81,9 @@ def test_demo_starts_every_stage_and_stops_cleanly(
     text = output.read_text()
     assert demo.returncode == 0, text
     assert "demo stopped" in text
+    # Its logs went to the run directory it was given, not the project's run/logs/.
+    logs = {path.name for path in (tmp_path / "run" / "logs").iterdir()}
+    assert {"collector.log", "simulator.log", "forecast.log", "backtest.log"} <= logs, logs
     time.sleep(0.5)
     leftovers = subprocess.run(["pgrep", "-f", str(settings.store.path)],
                                capture_output=True, text=True).stdout
