@@ -14,6 +14,7 @@ from forecasting.calendar import festival_labels, site_calendar
 from forecasting.dwell import dwell_kernel, occupancy_from_arrivals
 from forecasting.features import open_mask, profile_groups
 from forecasting.models import (
+    LBFGS_HISTORY_SIZE,
     daily_temperature,
     daily_totals,
     fit_daily,
@@ -223,3 +224,28 @@ def test_prophet_fits_write_their_data_with_ujson_and_the_same_numbers() -> None
     values = np.concatenate([rng.normal(size=5000), rng.normal(size=5000) * 1e-9,
                              rng.normal(size=5000) * 1e7, np.arange(100.0), [0.1, 1 / 3]])
     assert np.array_equal(np.array(json.loads(ujson.dumps(values.tolist()))), values)
+
+
+def test_the_same_history_gives_the_same_forecast() -> None:
+    site = CATALOGUE.site("tam_thanh")
+    history = synthetic_arrivals(site, datetime(2026, 9, 1), 42, seed=3)
+    calendar = site_calendar(site.id, [2026], 2, 1)
+    first, again = (fit_hourly(history, site, FAST, calendar) for _ in range(2))
+    # Stan's L-BFGS ran with the memory the models set (CmdStan's own default is 5).
+    assert f"history_size={LBFGS_HISTORY_SIZE}" in first.model.stan_backend.stan_fit.runset.cmd(0)
+    np.random.seed(11)
+    before = np.random.get_state()[1].copy()
+    out = forecast_hourly(first, datetime(2026, 10, 13), 72)
+    # The caller's generator is left as it was.
+    assert (np.random.get_state()[1] == before).all()
+    pd.testing.assert_frame_equal(out, forecast_hourly(first, datetime(2026, 10, 13), 72))
+    pd.testing.assert_frame_equal(out, forecast_hourly(again, datetime(2026, 10, 13), 72))
+    # Another start draws other samples: the seed is not one constant.
+    later = forecast_hourly(first, datetime(2026, 10, 14), 48)
+    shared = out.merge(later, on="ds", suffixes=("", "_later"))
+    opened = shared[shared["is_open"]]
+    assert not np.allclose(opened["arrivals_upper"], opened["arrivals_upper_later"])
+    daily = daily_totals(synthetic_arrivals(site, datetime(2025, 9, 1), 400, seed=2), site)
+    model = fit_daily(daily, FAST, site_calendar(site.id, range(2025, 2028), 2, 1))
+    pd.testing.assert_frame_equal(forecast_daily(model, datetime(2026, 10, 6), 30),
+                                  forecast_daily(model, datetime(2026, 10, 6), 30))
