@@ -75,6 +75,8 @@ HOURLY_COLUMNS = [
 ]
 DAILY_COLUMNS = ["ds", "arrivals", "arrivals_lower", "arrivals_upper"]
 
+log = logging.getLogger(__name__)
+
 
 def quiet_cmdstan() -> None:
     """Keep cmdstanpy's per-fit chatter ("Chain [1] start processing") and Prophet's notes
@@ -186,13 +188,21 @@ def _new_prophet(
 # backtest folds (log posterior 30-340 lower; Prophet's MAE ratio to naive 0.55 against 0.51
 # with 20) or crawled through 6,190 iterations (18.5 s, 10.3 s with 20). Elsewhere the fits end
 # at the same optimum, a little more CPU in the backtest (bench/results.md, "L-BFGS's memory").
+# A fit whose line search fails with it (seen on a daily model of 13 days: 76 parameters)
+# is fitted again with CmdStan's default before it counts as failed.
 LBFGS_HISTORY_SIZE = 20
 
 
 def _fit(model: Prophet, train: pd.DataFrame) -> Prophet:
     if train["y"].notna().sum() < 2:
         raise ValueError(f"only {int(train['y'].notna().sum())} usable rows of history")
-    model.fit(train, algorithm="LBFGS", history_size=LBFGS_HISTORY_SIZE)
+    try:
+        model.fit(train, algorithm="LBFGS", history_size=LBFGS_HISTORY_SIZE)
+    except RuntimeError as exc:
+        log.info("L-BFGS with %d gradients failed (%s); fitting again with CmdStan's default",
+                 LBFGS_HISTORY_SIZE, str(exc).splitlines()[0][:120])
+        model.history = None  # Prophet refuses a second fit of a model that has a history
+        model.fit(train, algorithm="LBFGS")
     return model
 
 
