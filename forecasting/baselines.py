@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 
 import numpy as np
@@ -208,6 +209,71 @@ def _level(x: pd.DataFrame) -> np.ndarray:
     return np.maximum(level, LEVEL_FLOOR)
 
 
+@dataclass(frozen=True)
+class _TrainingSet:
+    """What a gradient-boosted model learns from and forecasts with: `lag_features` (and
+    `origin_features` if asked) of the training hours and of the forecast hours, the counts
+    to learn, and which training hours are usable. Built once, shared by a pair's models."""
+
+    ds: pd.DatetimeIndex
+    x_train: pd.DataFrame
+    target: np.ndarray
+    usable: np.ndarray
+    x_future: pd.DataFrame
+    level_features: tuple[str, ...]
+
+
+def _training_set(
+    y: pd.Series, origin: datetime, hours: int, holidays: frozenset | None,
+    exog: pd.DataFrame | None, recent: bool,
+) -> _TrainingSet:
+    start = _check(y, origin, hours)
+    known = y[y.index < start]
+    first = max(known.index.min(), start - pd.Timedelta(days=TRAIN_DAYS))
+    train_ds = pd.date_range(first, start, freq="h", inclusive="left")
+    x_train = lag_features(known, train_ds, holidays, exog)
+    target = known.reindex(train_ds).to_numpy(float)
+    # An hour is learnt from when it was counted and some week before it was.
+    usable = ~np.isnan(target) & x_train["mean_4w"].notna().to_numpy()
+    if usable.sum() < HOURS_PER_WEEK:
+        raise ValueError(f"only {int(usable.sum())} hours with a count and a lag before "
+                         f"{start}: too little to train on")
+    ds = pd.date_range(start, periods=hours, freq="h")
+    x_future = lag_features(known, ds, holidays, exog)
+    level_features = list(LEVEL_FEATURES)
+    if recent:
+        x_train = x_train.join(origin_features(known, train_ds, start))
+        x_future = x_future.join(origin_features(known, ds, start))
+        level_features += RECENT_LEVEL_FEATURES
+    return _TrainingSet(ds, x_train, target, usable, x_future, tuple(level_features))
+
+
+def _fit_and_predict(data: _TrainingSet, band: bool, relative: bool) -> pd.DataFrame:
+    import lightgbm  # heavy import, only where the model is fitted
+
+    x_train, x_future, usable = data.x_train, data.x_future, data.usable
+    train_level, future_level, weight = np.ones(len(x_train)), np.ones(len(data.ds)), None
+    if relative:
+        train_level, future_level = _level(x_train), _level(x_future)
+        features = list(data.level_features)
+        x_train, x_future = (
+            x.assign(**{f: x[f].to_numpy(float) / level for f in features})
+            .drop(columns="week_mean_1w")
+            for x, level in ((x_train, train_level), (x_future, future_level)))
+        weight = train_level[usable]
+    preds = {}
+    train = lightgbm.Dataset(x_train[usable], data.target[usable] / train_level[usable],
+                             weight=weight, free_raw_data=False)
+    quantiles = (("point", 0.5), ("lower", BAND_QUANTILES[0]), ("upper", BAND_QUANTILES[1]))
+    for name, alpha in quantiles if band else quantiles[:1]:
+        params = {**LGBM_PARAMS, "objective": "quantile", "alpha": alpha}
+        booster = lightgbm.train(params, train, num_boost_round=LGBM_ROUNDS)
+        preds[name] = np.clip(booster.predict(x_future) * future_level, 0, None)
+    lo = np.minimum(preds.get("lower", preds["point"]), preds["point"])
+    hi = np.maximum(preds.get("upper", preds["point"]), preds["point"])
+    return _frame(data.ds, preds["point"], lo, hi)
+
+
 def gradient_boosted(
     y: pd.Series, origin: datetime, hours: int, holidays: frozenset | None = None,
     exog: pd.DataFrame | None = None, band: bool = True, relative: bool = False,
@@ -227,44 +293,8 @@ def gradient_boosted(
     (bench/results.md, "Two LightGBM models").
 
     `recent` adds `origin_features`: the days just before the origin."""
-    import lightgbm  # heavy import, only where the model is fitted
-
-    start = _check(y, origin, hours)
-    known = y[y.index < start]
-    first = max(known.index.min(), start - pd.Timedelta(days=TRAIN_DAYS))
-    train_ds = pd.date_range(first, start, freq="h", inclusive="left")
-    x_train = lag_features(known, train_ds, holidays, exog)
-    target = known.reindex(train_ds).to_numpy(float)
-    # An hour is learnt from when it was counted and some week before it was.
-    usable = ~np.isnan(target) & x_train["mean_4w"].notna().to_numpy()
-    if usable.sum() < HOURS_PER_WEEK:
-        raise ValueError(f"only {int(usable.sum())} hours with a count and a lag before "
-                         f"{start}: too little to train on")
-    ds = pd.date_range(start, periods=hours, freq="h")
-    x_future = lag_features(known, ds, holidays, exog)
-    level_features = list(LEVEL_FEATURES)
-    if recent:
-        x_train = x_train.join(origin_features(known, train_ds, start))
-        x_future = x_future.join(origin_features(known, ds, start))
-        level_features += RECENT_LEVEL_FEATURES
-    train_level, future_level, weight = np.ones(len(x_train)), np.ones(len(ds)), None
-    if relative:
-        train_level, future_level = _level(x_train), _level(x_future)
-        for x, level in ((x_train, train_level), (x_future, future_level)):
-            x[level_features] = x[level_features].to_numpy(float) / level[:, None]
-        x_train, x_future = (x.drop(columns="week_mean_1w") for x in (x_train, x_future))
-        weight = train_level[usable]
-    preds = {}
-    data = lightgbm.Dataset(x_train[usable], target[usable] / train_level[usable],
-                            weight=weight, free_raw_data=False)
-    quantiles = (("point", 0.5), ("lower", BAND_QUANTILES[0]), ("upper", BAND_QUANTILES[1]))
-    for name, alpha in quantiles if band else quantiles[:1]:
-        params = {**LGBM_PARAMS, "objective": "quantile", "alpha": alpha}
-        booster = lightgbm.train(params, data, num_boost_round=LGBM_ROUNDS)
-        preds[name] = np.clip(booster.predict(x_future) * future_level, 0, None)
-    lo = np.minimum(preds.get("lower", preds["point"]), preds["point"])
-    hi = np.maximum(preds.get("upper", preds["point"]), preds["point"])
-    return _frame(ds, preds["point"], lo, hi)
+    return _fit_and_predict(_training_set(y, origin, hours, holidays, exog, recent),
+                            band, relative)
 
 
 def gradient_boosted_pair(
@@ -278,9 +308,9 @@ def gradient_boosted_pair(
     took the pair from 0.763 to 0.752 of naive over nine real series, most where the crowd
     moved within weeks (45 Queen Street 0.84 → 0.81, 261 Queen Street 0.83 → 0.77;
     bench/results.md, "The days just before the forecast")."""
-    plain = gradient_boosted(y, origin, hours, holidays, exog, band, recent=True)
-    relative = gradient_boosted(y, origin, hours, holidays, exog, band, relative=True,
-                                recent=True)
+    data = _training_set(y, origin, hours, holidays, exog, recent=True)
+    plain = _fit_and_predict(data, band, relative=False)
+    relative = _fit_and_predict(data, band, relative=True)
     out = plain.copy()
     for column in ("point", "lower", "upper"):
         both = np.column_stack([plain[column].to_numpy(float), relative[column].to_numpy(float)])

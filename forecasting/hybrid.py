@@ -9,7 +9,7 @@ from __future__ import annotations
 import pandas as pd
 
 from forecasting.candidates import choose_model, widen
-from forecasting.scoring import band_scale
+from forecasting.scoring import band_scale, score_models
 from visitorflow.settings import ForecastSettings
 
 # Folds of past errors standing for a run's backtest: the nightly backtest's default folds.
@@ -24,9 +24,10 @@ def replay_shipped(
     `c_upper`) with `name`, `name_lower`, `name_upper` added. `columns` maps each model of
     `forecasting.candidates.MODELS` scored to its column. At each origin, the last `window`
     folds that ended by then (hours with the actual, the naive and every candidate known) give
-    each model's MAE ratio to naive, `choose_model` picks one, and its band is scaled by
-    `band_scale` over the same hours. Before any fold has ended: `choose_model`'s choice
-    without scores, the band as it is. Also returns origin → chosen model."""
+    each model's MAE ratio to naive (`score_models`, as a run's backtest scores them),
+    `choose_model` picks one, and its band is scaled by `band_scale` over the same hours.
+    Before any fold has ended: `choose_model`'s choice without scores, the band as it is.
+    Also returns origin → chosen model."""
     missing = [c for c in ["actual", "naive", *columns.values()] if c not in scored]
     if missing:
         raise ValueError(f"replay_shipped: no column(s) {missing} in the scored frame")
@@ -41,13 +42,11 @@ def replay_shipped(
     for origin in origins:
         done = [o for o in origins if o + horizon <= origin][-window:]
         past = scored[known & scored["origin"].isin(done)]
-        scores = None
-        if len(past):
-            naive = (past["naive"] - past["actual"]).abs().sum()
-            scores = pd.DataFrame({
-                "model": list(columns),
-                "mae_ratio": [(past[c] - past["actual"]).abs().sum() / naive if naive else None
-                              for c in columns.values()]})
+        # Scored as a run's backtest scores its candidates: the same function, the same hours.
+        scores = score_models(pd.DataFrame({
+            "is_open": True, "origin": past["origin"], "actual": past["actual"],
+            "naive": past["naive"], **{f"candidate_{m}": past[c] for m, c in columns.items()},
+        })) if len(past) else None
         model, _ = choose_model(scores)
         if model not in columns:  # the preferred model was not scored: the backbone
             model = "prophet"
