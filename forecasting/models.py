@@ -45,7 +45,7 @@ from __future__ import annotations
 import logging
 import warnings
 import zlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -193,15 +193,18 @@ def _new_prophet(
 LBFGS_HISTORY_SIZE = 20
 
 
-def _fit(model: Prophet, train: pd.DataFrame) -> Prophet:
+def _fit(build: Callable[[], Prophet], train: pd.DataFrame) -> Prophet:
+    """A model from `build` fitted on `train`; if L-BFGS fails with LBFGS_HISTORY_SIZE, a new
+    model from `build` fitted with CmdStan's default memory (a Prophet object fits once)."""
     if train["y"].notna().sum() < 2:
         raise ValueError(f"only {int(train['y'].notna().sum())} usable rows of history")
+    model = build()
     try:
         model.fit(train, algorithm="LBFGS", history_size=LBFGS_HISTORY_SIZE)
     except RuntimeError as exc:
         log.info("L-BFGS with %d gradients failed (%s); fitting again with CmdStan's default",
                  LBFGS_HISTORY_SIZE, str(exc).splitlines()[0][:120])
-        model.history = None  # Prophet refuses a second fit of a model that has a history
+        model = build()
         model.fit(train, algorithm="LBFGS")
     return model
 
@@ -230,13 +233,13 @@ def fit_hourly(
     span = (frame["ds"].max() - frame["ds"].min()).days if len(frame) else 0
     # A peak's profile is learnt from its past occurrences: none in the window, none drawn.
     seen = tuple(name for name in calendar.event_peak_days if frame[f"is_{name}"].any())
-    model = _new_prophet(settings, calendar.holidays, span, groups,
-                         regressor=temperature is not None, peak_profiles=seen,
-                         extra_regressor="festival_extra_hour" in frame,
-                         holiday_regressors=tuple(
-                             c for c in frame.columns if c.startswith(HOLIDAY_REGRESSOR)))
+    model = _fit(lambda: _new_prophet(
+        settings, calendar.holidays, span, groups, regressor=temperature is not None,
+        peak_profiles=seen, extra_regressor="festival_extra_hour" in frame,
+        holiday_regressors=tuple(c for c in frame.columns if c.startswith(HOLIDAY_REGRESSOR)),
+    ), frame)
     return FittedHourly(
-        model=_fit(model, frame), site=site, settings=settings, calendar=calendar,
+        model=model, site=site, settings=settings, calendar=calendar,
         groups=groups, open_table=table, extra=extra, peak_profiles=seen,
         regressors=tuple(model.extra_regressors),
     )
@@ -458,9 +461,9 @@ def fit_daily(
         frame["temp_c"] = frame["temp_c"].interpolate(limit_direction="both")
     frame = with_features(frame, settings.cold_threshold_c, calendar=calendar)
     span = (frame["ds"].max() - frame["ds"].min()).days if len(frame) else 0
-    model = _new_prophet(settings, calendar.holidays, span, None,
-                         regressor=temperature is not None)
-    return FittedDaily(model=_fit(model, frame), settings=settings, calendar=calendar,
+    model = _fit(lambda: _new_prophet(settings, calendar.holidays, span, None,
+                                      regressor=temperature is not None), frame)
+    return FittedDaily(model=model, settings=settings, calendar=calendar,
                        regressors=tuple(model.extra_regressors))
 
 

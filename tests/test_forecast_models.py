@@ -249,3 +249,35 @@ def test_the_same_history_gives_the_same_forecast() -> None:
     model = fit_daily(daily, FAST, site_calendar(site.id, range(2025, 2028), 2, 1))
     pd.testing.assert_frame_equal(forecast_daily(model, datetime(2026, 10, 6), 30),
                                   forecast_daily(model, datetime(2026, 10, 6), 30))
+
+
+def test_a_failed_lbfgs_fit_is_fitted_again_on_a_new_model(monkeypatch) -> None:
+    """The retry builds a new Prophet object (one fits once) with CmdStan's default memory."""
+    from prophet import Prophet
+
+    from forecasting import models
+
+    built: list[Prophet] = []
+    calls: list[dict] = []
+    real_fit = Prophet.fit
+
+    def failing_once(self: Prophet, df: pd.DataFrame, **kwargs: object) -> Prophet:
+        calls.append(kwargs)
+        if len(calls) == 1:
+            raise RuntimeError("Error evaluating model log probability: line search failed")
+        return real_fit(self, df, **kwargs)
+
+    def build() -> Prophet:
+        built.append(Prophet(uncertainty_samples=0, daily_seasonality=False,
+                             weekly_seasonality=False, yearly_seasonality=False))
+        return built[-1]
+
+    monkeypatch.setattr(Prophet, "fit", failing_once)
+    train = pd.DataFrame({"ds": pd.date_range("2026-01-01", periods=30, freq="D"),
+                          "y": np.linspace(1, 2, 30)})
+    fitted = models._fit(build, train)
+    assert len(built) == 2 and fitted is built[1]
+    assert calls[0]["history_size"] == LBFGS_HISTORY_SIZE and "history_size" not in calls[1]
+    assert built[0].history is None and fitted.history is not None
+    with pytest.raises(ValueError, match="usable rows"):
+        models._fit(build, train.assign(y=np.nan))
