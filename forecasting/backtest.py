@@ -41,6 +41,7 @@ from forecasting.calendar import (
     festival_labels,
     holiday_slug,
     plain_calendar,
+    pool_days_off,
     site_calendar,
     site_festival_days,
 )
@@ -361,11 +362,13 @@ def csv_holidays(years: range, country: str | None, before: int, after: int) -> 
     if not country:
         return pd.DataFrame(columns=columns)
     days = holidays.country_holidays(country, years=list(years))
-    return pd.DataFrame(
+    frame = pd.DataFrame(
         [{"holiday": f"h_{holiday_slug(name)}", "ds": pd.Timestamp(day),
           "lower_window": -before, "upper_window": after} for day, name in days.items()],
         columns=columns,
     )
+    # One shared effect of a day off, each holiday's own as a deviation (as a site's).
+    return pool_days_off(frame, days, set(frame["holiday"]), "h_", before, after)
 
 
 def backtest_csv(

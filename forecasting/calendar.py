@@ -89,6 +89,9 @@ def site_festival_days(site_id: str, years: Iterable[int]) -> pd.DataFrame:
     return days[concerns].reset_index(drop=True)
 
 
+# Prophet's holidays frame (`prior_scale` added where a name has its own prior).
+HOLIDAY_COLUMNS = ["holiday", "ds", "lower_window", "upper_window"]
+
 @dataclass(frozen=True, eq=False)
 class SiteCalendar:
     """One site's calendar as the models take it, built once by `site_calendar`.
@@ -114,6 +117,41 @@ class SiteCalendar:
     window_days: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([]))
 
 
+# National days off share one effect: every national holiday's day also carries the name
+# DAY_OFF (its window on the edges of each stretch of consecutive days off), and each
+# holiday's own name learns only how it differs from it, under the prior scale
+# DAY_OFF_DEVIATION_PRIOR. Why: a holiday's own effect is learnt from its one or two
+# occurrences in the models' windows, so one day's noise became next year's forecast (the
+# simulator's Hùng Kings day at Tân Thanh: counted 15 % under its expectation in 2025, forecast
+# 21 % under it in 2026). Prophet's priors are on its scaled y (log1p counts divided by their
+# maximum, 5-10), so 0.01 lets a holiday differ by about 5-10 % on its own; with 0.2 the
+# shared effect changed nothing (bench/results.md, "National days off pooled").
+DAY_OFF = "day_off"
+DAY_OFF_DEVIATION_PRIOR = 0.01
+
+
+def pool_days_off(
+    holidays: pd.DataFrame, days_off: Iterable[date], deviations: Iterable[str], prefix: str,
+    before_days: int, after_days: int,
+) -> pd.DataFrame:
+    """`holidays` (Prophet's format) with the shared `<prefix>DAY_OFF` rows on the `days_off`
+    (windows on the edges of each stretch of consecutive days) and a `prior_scale` column:
+    DAY_OFF_DEVIATION_PRIOR for the holiday names in `deviations`, NaN (Prophet's default)
+    for the others."""
+    days = sorted({pd.Timestamp(d).normalize() for d in days_off})
+    rows = []
+    for i, day in enumerate(days):
+        starts = i == 0 or (day - days[i - 1]).days > 1
+        ends = i == len(days) - 1 or (days[i + 1] - day).days > 1
+        rows.append({"holiday": prefix + DAY_OFF, "ds": day,
+                     "lower_window": -before_days if starts else 0,
+                     "upper_window": after_days if ends else 0})
+    shared = pd.DataFrame(rows, columns=HOLIDAY_COLUMNS)
+    own = holidays.assign(prior_scale=holidays["holiday"].isin(set(deviations)).map(
+        {True: DAY_OFF_DEVIATION_PRIOR, False: float("nan")}))
+    return pd.concat([own, shared.assign(prior_scale=float("nan"))], ignore_index=True)
+
+
 def plain_calendar(holidays: pd.DataFrame) -> SiteCalendar:
     """A calendar of plain holidays (another country's, for a CSV of counts): no festivals,
     peaks, lunar seasons or days off, only the holidays and their windows."""
@@ -126,7 +164,9 @@ def site_calendar(
 ) -> SiteCalendar:
     """One site's calendar. Its Prophet holidays: one name per national holiday and per
     festival, a separate peak-day name for the peak days the sources name (`peak_holiday`),
-    and one name per lunar season concerning the site's `kind` (`lunar_<season>`, no window).
+    and one name per lunar season concerning the site's `kind` (`lunar_<season>`, no window);
+    and `vn_day_off` on every national holiday, whose effect the national holidays' own names
+    (and a province-wide festival held on days off only) deviate from (`pool_days_off`).
 
     Windows sit on the edges only (the first day reaches `before_days` back, the last day
     `after_days` forward): every row of a multi-day festival carrying both windows would make
@@ -172,7 +212,15 @@ def site_calendar(
         season.add(row.date)
         if row.season_id in days_off_seasons:
             off.add(row.date)
-    frame = pd.DataFrame(rows, columns=["holiday", "ds", "lower_window", "upper_window"])
+    frame = pd.DataFrame(rows, columns=HOLIDAY_COLUMNS)
+    national_days = set(national["date"])
+    # A province-wide festival held on national days off only (Hùng Kings) is one of them.
+    on_days_off = {f"fest_{fest_id}" for fest_id, group in festivals.groupby("festival_id")
+                   if not group["sites"].iloc[0] and set(group["date"]) <= national_days
+                   } if not festivals.empty else set()
+    deviations = {name for name in frame["holiday"]
+                  if name.startswith("vn_") or name.split("_peak")[0] in on_days_off}
+    frame = pool_days_off(frame, national_days, deviations, "vn_", before_days, after_days)
     frame["ds"] = pd.to_datetime(frame["ds"])
     frame = frame.sort_values(["ds", "holiday"]).reset_index(drop=True)
     return SiteCalendar(

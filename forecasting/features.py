@@ -13,12 +13,11 @@ from datetime import datetime, timedelta
 import numpy as np
 import pandas as pd
 
-from forecasting.calendar import SiteCalendar, holiday_windows
+from forecasting.calendar import HOLIDAY_COLUMNS, SiteCalendar, holiday_windows
 from visitorflow.catalogue import WEEKDAYS, Site
 
 SUNDAY = 6  # pandas day_of_week
 HOLIDAY_REGRESSOR = "holiday__"
-HOLIDAY_COLUMNS = ["holiday", "ds", "lower_window", "upper_window"]
 
 
 # -- opening hours ------------------------------------------------------------------------------

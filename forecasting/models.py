@@ -177,9 +177,14 @@ def _new_prophet(
     if extra_regressor:
         model.add_regressor("festival_extra_hour", standardize=False)
         model.add_regressor("season_extra_hour", standardize=False)
+    # Each holiday's prior as its `prior_scale` says (`calendar.pool_days_off`), else Prophet's
+    # own holiday prior: the regressors are as free as Prophet's holidays would be.
+    priors = (holidays.dropna(subset=["prior_scale"]).groupby("holiday")["prior_scale"].first()
+              if "prior_scale" in holidays else pd.Series(dtype=float))
     for name in holiday_regressors:
-        # Prophet's own holiday prior, so the effects are as free as Prophet's holidays.
-        model.add_regressor(name, prior_scale=model.holidays_prior_scale, standardize=False)
+        holiday = name.removeprefix(HOLIDAY_REGRESSOR).rsplit("_", 1)[0]
+        prior = float(priors.get(holiday, model.holidays_prior_scale))
+        model.add_regressor(name, prior_scale=prior, standardize=False)
     return model
 
 
