@@ -92,6 +92,7 @@ def site_festival_days(site_id: str, years: Iterable[int]) -> pd.DataFrame:
 # Prophet's holidays frame (`prior_scale` added where a name has its own prior).
 HOLIDAY_COLUMNS = ["holiday", "ds", "lower_window", "upper_window"]
 
+
 @dataclass(frozen=True, eq=False)
 class SiteCalendar:
     """One site's calendar as the models take it, built once by `site_calendar`.

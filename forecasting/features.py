@@ -71,13 +71,23 @@ def extra_hours(site: Site) -> np.ndarray:
 
 # -- holidays and conditions ------------------------------------------------------------------
 
+def holiday_regressor(holiday: str, offset: int) -> str:
+    """The regressor column of `holiday`'s day shifted by `offset` days."""
+    return f"{HOLIDAY_REGRESSOR}{holiday}_{'p' if offset >= 0 else 'm'}{abs(offset)}"
+
+
+def regressor_holiday(column: str) -> str:
+    """The holiday a `holiday_regressor` column belongs to."""
+    return column.removeprefix(HOLIDAY_REGRESSOR).rsplit("_", 1)[0]
+
+
 def holiday_features(ds: pd.Series, holidays: pd.DataFrame, where: np.ndarray) -> pd.DataFrame:
     """Prophet's holiday features as regressor columns (`holiday__<name>_p<k>` / `_m<k>`: 1 on
     the holiday's day shifted by k days within its window), 0 outside `where`."""
     day = pd.to_datetime(ds).dt.normalize().to_numpy()
     columns: dict[str, np.ndarray] = {}
     for holiday, offset, on in holiday_windows(holidays):
-        name = f"{HOLIDAY_REGRESSOR}{holiday}_{'p' if offset >= 0 else 'm'}{abs(offset)}"
+        name = holiday_regressor(holiday, offset)
         hit = (day == on.to_datetime64()) & where
         columns[name] = columns[name] | hit if name in columns else hit
     return pd.DataFrame({name: hit.astype(float) for name, hit in columns.items()},

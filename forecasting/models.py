@@ -62,6 +62,7 @@ from forecasting.features import (
     open_mask,
     open_table,
     profile_groups,
+    regressor_holiday,
     table_mask,
     with_features,
 )
@@ -182,8 +183,7 @@ def _new_prophet(
     priors = (holidays.dropna(subset=["prior_scale"]).groupby("holiday")["prior_scale"].first()
               if "prior_scale" in holidays else pd.Series(dtype=float))
     for name in holiday_regressors:
-        holiday = name.removeprefix(HOLIDAY_REGRESSOR).rsplit("_", 1)[0]
-        prior = float(priors.get(holiday, model.holidays_prior_scale))
+        prior = float(priors.get(regressor_holiday(name), model.holidays_prior_scale))
         model.add_regressor(name, prior_scale=prior, standardize=False)
     return model
 

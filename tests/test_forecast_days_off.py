@@ -11,6 +11,7 @@ import pandas as pd
 
 from forecasting.backtest import csv_holidays
 from forecasting.calendar import DAY_OFF_DEVIATION_PRIOR, holiday_window_days, site_calendar
+from forecasting.features import holiday_regressor, regressor_holiday
 from forecasting.models import fit_daily, forecast_daily, quiet_cmdstan
 from visitorflow.festivals import national_holidays
 from visitorflow.settings import ForecastSettings
@@ -38,6 +39,9 @@ def test_national_days_off_share_one_effect_and_each_holiday_only_deviates() -> 
     # The shared name reaches no day the holidays did not reach already.
     own_only = holidays[holidays["holiday"] != "vn_day_off"]
     assert holiday_window_days(holidays).equals(holiday_window_days(own_only))
+    # A night-market site's holidays are regressors: each column finds its holiday's prior.
+    for name in ("vn_day_off", "fest_hung_kings_peak", "vn_lunar_new_year"):
+        assert all(regressor_holiday(holiday_regressor(name, k)) == name for k in (-2, 0, 1))
     nz = csv_holidays(YEARS, "NZ", 2, 1)
     assert (nz["holiday"] == "h_day_off").sum() == nz["ds"].nunique()
     assert (nz.loc[nz["holiday"] != "h_day_off", "prior_scale"] == DAY_OFF_DEVIATION_PRIOR).all()
