@@ -19,7 +19,8 @@ same weekday-hours (`mean4w`), LightGBM on calendar + lag features (`lgbm`, the 
 reference), its average with the 4-week mean (`lgbm_mean4w`), the shipped candidates'
 LightGBM (`lgbm_pair`, `forecasting.baselines.gradient_boosted_pair`: the mean of a model of
 the counts and one of the counts relative to their recent level, both also given the days
-just before the origin, `origin_features`), the project's Prophet model as
+just before the origin, `origin_features`, and each day's offset from the series' nearest
+holiday, `forecasting.calendar.holiday_offsets`), the project's Prophet model as
 the CSV backtest runs it (`prophet`: `forecasting.models.fit_and_forecast` on a stand-in site
 open around the clock, with the country's holidays), the average of Prophet and the plain
 LightGBM (`prophet_lgbm`) and the shipped model (`shipped`, `forecasting/candidates.py`
@@ -62,7 +63,7 @@ from forecasting.baselines import (
     mean_of_weeks,
     weekly_naive,
 )
-from forecasting.calendar import plain_calendar
+from forecasting.calendar import holiday_offsets, plain_calendar
 from forecasting.candidates import MODELS, PREFERRED_LGBM_SHARE, PREFERRED_MODEL, recentre
 from forecasting.hybrid import replay_shipped
 from forecasting.models import quiet_cmdstan
@@ -95,7 +96,7 @@ def _fold_forecasts(series: RealSeries, origin: pd.Timestamp, hours: int,
     put("naive", weekly_naive(y, origin, hours))
     put("mean4w", mean_of_weeks(y, origin, hours))
     put("lgbm", gradient_boosted(y, origin, hours, series.holidays))
-    put("lgbm_pair", gradient_boosted_pair(y, origin, hours, series.holidays))
+    put("lgbm_pair", gradient_boosted_pair(y, origin, hours, _holiday_offsets(series, settings)))
     if series.exog is not None:
         put("lgbm_weather", gradient_boosted(y, origin, hours, series.holidays, series.exog))
     _average(fold, "lgbm_mean4w", "lgbm", "mean4w")
@@ -103,6 +104,14 @@ def _fold_forecasts(series: RealSeries, origin: pd.Timestamp, hours: int,
         fold = fold.merge(_prophet_fold(series, origin, hours, settings), on="ds", how="left")
         _average(fold, "prophet_lgbm", "prophet", "lgbm")
     return fold
+
+
+def _holiday_offsets(series: RealSeries, settings: ForecastSettings) -> pd.Series:
+    """The series' holidays with the windows a forecast run gives them, as day offsets."""
+    return holiday_offsets(pd.DataFrame({
+        "holiday": "holiday", "ds": pd.to_datetime(sorted(series.holidays)),
+        "lower_window": -settings.festival_window_before_days,
+        "upper_window": settings.festival_window_after_days}))
 
 
 def _average(fold: pd.DataFrame, name: str, a: str, b: str) -> None:

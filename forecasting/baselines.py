@@ -44,6 +44,8 @@ LEVEL_FEATURES = [*(f"lag_{w}w" for w in LAG_WEEKS), "mean_4w", "day_mean_1w"]
 LEVEL_FLOOR = 1.0
 # The same for the counts that `origin_features` adds (`recent=True`).
 RECENT_LEVEL_FEATURES = ["day_mean_origin", "last_day_same_hour"]
+# The holidays a lag model knows (`lag_features`): dates, or local day → offset in days.
+Holidays = frozenset | pd.Series
 
 
 def _check(y: pd.Series, origin: datetime, hours: int) -> pd.Timestamp:
@@ -137,13 +139,18 @@ def mean_of_weeks(y: pd.Series, origin: datetime, hours: int) -> pd.DataFrame:
 
 
 def lag_features(
-    y: pd.Series, ds: pd.DatetimeIndex, holidays: frozenset | None = None,
+    y: pd.Series, ds: pd.DatetimeIndex, holidays: Holidays | None = None,
     exog: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """The gradient-boosted model's features for the hours `ds`: hour, weekday, day of year,
-    holiday (a date in `holidays`), the same weekday-hour 1-4 weeks before and their mean,
-    and the mean of the day and of the week that end a week before the hour (the level, as
-    far back as a week-ahead forecast can see); plus the columns of `exog` (indexed by hour)."""
+    holiday, the same weekday-hour 1-4 weeks before and their mean, and the mean of the day and
+    of the week that end a week before the hour (the level, as far back as a week-ahead forecast
+    can see); plus the columns of `exog` (indexed by hour).
+
+    `holidays` is a set of dates (`holiday` is 1 on them) or a Series of day offsets
+    (`forecasting.calendar.holiday_offsets`: local day → days from the nearest holiday day):
+    then `holiday` is 1 where the offset is 0 and `holiday_offset` holds the offset (NaN
+    outside every window), so the eve of a holiday is not taken for the holiday."""
     lags = _weekly_lags(y, ds, LAG_WEEKS)
     with np.errstate(invalid="ignore"):
         mean4 = _mean_values(y, ds)
@@ -152,15 +159,23 @@ def lag_features(
     back = ds - pd.Timedelta(hours=HOURS_PER_WEEK)
     out = pd.DataFrame({
         "hour": ds.hour, "weekday": ds.day_of_week, "doy": ds.day_of_year,
-        "holiday": ds.normalize().isin(pd.to_datetime(list(holidays or ()))).astype(int),
+        "holiday": _holiday_flag(ds, holidays),
         **{f"lag_{w}w": lags[:, i] for i, w in enumerate(LAG_WEEKS)},
         "mean_4w": mean4,
         "day_mean_1w": day_mean.reindex(back).to_numpy(float),
         "week_mean_1w": week_mean.reindex(back).to_numpy(float),
     }, index=ds)
+    if isinstance(holidays, pd.Series):
+        out["holiday_offset"] = holidays.reindex(ds.normalize()).to_numpy(float)
     if exog is not None:
         out = out.join(exog.reindex(ds))
     return out
+
+
+def _holiday_flag(ds: pd.DatetimeIndex, holidays: Holidays | None) -> np.ndarray:
+    if isinstance(holidays, pd.Series):
+        return (holidays.reindex(ds.normalize()).to_numpy(float) == 0).astype(int)
+    return ds.normalize().isin(pd.to_datetime(list(holidays or ()))).astype(int)
 
 
 def origin_features(y: pd.Series, ds: pd.DatetimeIndex, origin: datetime) -> pd.DataFrame:
@@ -224,7 +239,7 @@ class _TrainingSet:
 
 
 def _training_set(
-    y: pd.Series, origin: datetime, hours: int, holidays: frozenset | None,
+    y: pd.Series, origin: datetime, hours: int, holidays: Holidays | None,
     exog: pd.DataFrame | None, recent: bool,
 ) -> _TrainingSet:
     start = _check(y, origin, hours)
@@ -275,7 +290,7 @@ def _fit_and_predict(data: _TrainingSet, band: bool, relative: bool) -> pd.DataF
 
 
 def gradient_boosted(
-    y: pd.Series, origin: datetime, hours: int, holidays: frozenset | None = None,
+    y: pd.Series, origin: datetime, hours: int, holidays: Holidays | None = None,
     exog: pd.DataFrame | None = None, band: bool = True, relative: bool = False,
     recent: bool = False,
 ) -> pd.DataFrame:
@@ -298,7 +313,7 @@ def gradient_boosted(
 
 
 def gradient_boosted_pair(
-    y: pd.Series, origin: datetime, hours: int, holidays: frozenset | None = None,
+    y: pd.Series, origin: datetime, hours: int, holidays: Holidays | None = None,
     exog: pd.DataFrame | None = None, band: bool = True,
 ) -> pd.DataFrame:
     """The mean of the plain and the relative `gradient_boosted` models, both with

@@ -243,6 +243,23 @@ def holiday_windows(holidays: pd.DataFrame) -> Iterator[tuple[str, int, pd.Times
             yield row.holiday, offset, start + pd.Timedelta(days=offset)
 
 
+def holiday_offsets(holidays: pd.DataFrame | None) -> pd.Series:
+    """Every local day a holiday effect reaches → its offset in days from the nearest holiday
+    day: 0 on a holiday's own day (every day of a festival or lunar season), −2 two days before
+    one, +1 the day after (a tie goes to the day after the earlier holiday). What the lag
+    models learn holidays from (`forecasting.baselines.lag_features`): one flag on every window
+    day told LightGBM that the eve of a day off is one, and cost it 0.01–0.03 of naive on six of
+    nine real series (bench/results.md, "The lag models' holiday feature")."""
+    nearest: dict[pd.Timestamp, int] = {}
+    if holidays is None:
+        return pd.Series(nearest, dtype=float)
+    for _, offset, day in holiday_windows(holidays):
+        best = nearest.get(day)
+        if best is None or (abs(offset), -offset) < (abs(best), -best):
+            nearest[day] = offset
+    return pd.Series(nearest, dtype=float).sort_index()
+
+
 def holiday_window_days(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     """Every local day a holiday effect reaches: the holidays' days and their windows."""
     if holidays is None or holidays.empty:

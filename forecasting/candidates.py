@@ -22,9 +22,11 @@ Tết days off (`SiteCalendar.festival_days`, `days_off`: a festival is not in l
 counts, and Prophet's festival and peak-day profiles are what the overload alerts rest on),
 and the hours beyond the first week (every weekly lag is a week or more old, so the lag
 models forecast one week ahead). National holidays and the days around them are the lag
-models' too: LightGBM has them as a feature (`holiday`: every day a holiday effect reaches),
-and keeping them Prophet's cost the real series where Prophet is weak (bench/results.md,
-"Real counter series": in New Zealand's calendar a day in ten is in a holiday window).
+models' too: LightGBM has them as features (`holiday` on a holiday's own days, and
+`holiday_offset`, the days from the nearest one, on every day a holiday effect reaches:
+`forecasting.calendar.holiday_offsets`), and keeping them Prophet's cost the real series
+where Prophet is weak (bench/results.md, "Real counter series": in New Zealand's calendar a
+day in ten is in a holiday window).
 Closed hours are 0.
 
 The newest backtest (`forecasting.backtest`) scores every candidate on the same folds, and a
@@ -60,7 +62,7 @@ from forecasting.baselines import (
     regular_hours,
     weekly_naive,
 )
-from forecasting.calendar import SiteCalendar
+from forecasting.calendar import SiteCalendar, holiday_offsets
 from forecasting.features import open_mask
 from visitorflow.catalogue import Site
 
@@ -130,7 +132,7 @@ def candidate_forecasts(
         exog = None
         if temperature is not None:
             exog = temperature.drop_duplicates("ds").set_index("ds")[["temp_c"]]
-        holidays = frozenset(calendar.window_days.date)
+        holidays = holiday_offsets(calendar.holidays)
         try:
             points["lgbm"] = gradient_boosted_pair(y, start, week, holidays, exog,
                                                    band=False)["point"].to_numpy()

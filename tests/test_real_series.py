@@ -18,11 +18,13 @@ from bench.real_series import mase_scale, score_methods
 from forecasting.baselines import (
     gradient_boosted,
     gradient_boosted_pair,
+    lag_features,
     mean_of_weeks,
     origin_features,
     regular_hours,
     weekly_naive,
 )
+from forecasting.calendar import holiday_offsets
 from forecasting.hybrid import replay_shipped
 from forecasting.real_series import DATA_DIR, SERIES, load_series
 
@@ -119,6 +121,35 @@ def test_origin_features_read_only_what_was_known_at_each_hours_own_origin() -> 
         pd.testing.assert_series_equal(cut.iloc[0], features.loc[hour], check_names=False)
     assert features.loc[origin, "day_mean_origin"] == pytest.approx(
         y[origin - pd.Timedelta(hours=24):origin - pd.Timedelta(hours=1)].mean())
+
+
+def test_holiday_offsets_count_days_from_the_nearest_holiday_day() -> None:
+    holidays = pd.DataFrame({
+        "holiday": ["anzac", "fest", "fest", "fest", "a", "b"],
+        "ds": pd.to_datetime(["2024-04-25", "2024-05-10", "2024-05-11", "2024-05-12",
+                              "2024-06-01", "2024-06-03"]),
+        # a festival's window sits on its edges; two holidays two days apart share a day
+        "lower_window": [-2, -2, 0, 0, -2, -2], "upper_window": [1, 0, 0, 1, 1, 1]})
+    offsets = holiday_offsets(holidays)
+    day = {d.strftime("%m-%d"): int(v) for d, v in offsets.items()}
+    assert day == {"04-23": -2, "04-24": -1, "04-25": 0, "04-26": 1,
+                   "05-08": -2, "05-09": -1, "05-10": 0, "05-11": 0, "05-12": 0, "05-13": 1,
+                   "05-30": -2, "05-31": -1, "06-01": 0, "06-02": 1, "06-03": 0, "06-04": 1}
+    assert holiday_offsets(None).empty
+
+
+def test_lag_features_tell_a_holiday_from_its_eve() -> None:
+    y = _series()
+    ds = pd.date_range(ORIGIN, periods=72, freq="h")
+    holiday = pd.DataFrame({"holiday": ["h"], "ds": [ORIGIN + pd.Timedelta(days=1)],
+                            "lower_window": [-1], "upper_window": [0]})
+    x = lag_features(y, ds, holiday_offsets(holiday))
+    assert x["holiday"].tolist() == [0] * 24 + [1] * 24 + [0] * 24
+    assert x["holiday_offset"].iloc[::24].tolist()[:2] == [-1, 0]
+    assert np.isnan(x["holiday_offset"].iloc[48:]).all()
+    # A set of dates is a flag on those dates only, as before.
+    plain = lag_features(y, ds, frozenset({(ORIGIN + pd.Timedelta(days=1)).date()}))
+    assert plain["holiday"].equals(x["holiday"]) and "holiday_offset" not in plain
 
 
 def test_bad_input_is_refused_with_a_reason() -> None:
