@@ -262,9 +262,7 @@ def holiday_offsets(holidays: pd.DataFrame | None) -> pd.Series:
 
 def holiday_window_days(holidays: pd.DataFrame | None) -> pd.DatetimeIndex:
     """Every local day a holiday effect reaches: the holidays' days and their windows."""
-    if holidays is None or holidays.empty:
-        return pd.DatetimeIndex([])
-    return pd.DatetimeIndex(sorted({on for _, _, on in holiday_windows(holidays)}))
+    return pd.DatetimeIndex(holiday_offsets(holidays).index)
 
 
 def _days(days: Iterable[date]) -> pd.DatetimeIndex:

@@ -182,6 +182,27 @@ def test_candidates_keep_prophet_on_festivals_closed_hours_and_after_a_week() ->
     assert both[:, 2] == pytest.approx(0.75 * both[:, 1] + 0.25 * 123.0)
 
 
+def test_the_learned_candidates_tell_a_holiday_from_its_eve(monkeypatch) -> None:
+    site = CATALOGUE.site("tam_thanh")
+    start = datetime(2025, 8, 28)  # the week ahead holds National Day, 1-2 September 2025
+    calendar = site_calendar("tam_thanh", range(2024, 2027), 2, 1, site.kind)
+    seen = {}
+
+    def pair(y, origin, hours, holidays, exog=None, band=True):
+        seen["holidays"] = holidays
+        return pd.DataFrame({"point": np.full(hours, 7.0)})
+
+    monkeypatch.setattr("forecasting.candidates.gradient_boosted_pair", pair)
+    out = candidate_forecasts(_history("tam_thanh", start, 30), site, calendar, start, 48,
+                              np.full(48, 5.0))
+    assert "lgbm" in out
+    offsets = seen["holidays"]
+    assert offsets[pd.Timestamp("2025-09-01")] == offsets[pd.Timestamp("2025-09-02")] == 0
+    assert offsets[pd.Timestamp("2025-08-31")] == -1  # its eve is not taken for it
+    assert offsets[pd.Timestamp("2025-08-30")] == -2
+    assert pd.Timestamp("2025-08-27") not in offsets.index  # no holiday reaches it
+
+
 def test_a_short_history_leaves_the_learned_candidates_out() -> None:
     site = CATALOGUE.site("tam_thanh")
     start = datetime(2026, 5, 4)
