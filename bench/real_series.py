@@ -25,8 +25,9 @@ the CSV backtest runs it (`prophet`: `forecasting.models.fit_and_forecast` on a 
 open around the clock, with the country's holidays), the average of Prophet and the plain
 LightGBM (`prophet_lgbm`) and the shipped model (`shipped`, `forecasting/candidates.py`
 replayed by `forecasting/hybrid.py`: per series, the candidate a forecast run would choose
-from a backtest of the last 8 finished folds — the preferred 3:1 mix of the LightGBM pair and
-Prophet unless another candidate erred at least 10 % less or it lost to naive — each
+from a backtest of the last 8 finished folds — the preferred mix of the LightGBM pair and
+Prophet, at the share of Prophet that erred least over those folds, unless another candidate
+erred at least 10 % less or it lost to naive — each
 candidate Prophet's on a calendar's festivals (these series have none), with Prophet's band
 moved to its median and scaled to have covered 80 % of those folds' hours). Washington adds
 `lgbm_weather`: LightGBM with the hour's weather as it happened (an upper bound of what a
@@ -64,7 +65,13 @@ from forecasting.baselines import (
     weekly_naive,
 )
 from forecasting.calendar import holiday_offsets, plain_calendar
-from forecasting.candidates import MODELS, PREFERRED_LGBM_SHARE, PREFERRED_MODEL, recentre
+from forecasting.candidates import (
+    DEFAULT_PROPHET_SHARE,
+    MODELS,
+    PREFERRED_MODEL,
+    mix,
+    recentre,
+)
 from forecasting.hybrid import replay_shipped
 from forecasting.models import quiet_cmdstan
 from forecasting.real_series import AUCKLAND_PREFIX, SERIES, RealSeries, load_series
@@ -268,8 +275,7 @@ def _add_preferred(frame: pd.DataFrame) -> None:
     name = f"shipped_{PREFERRED_MODEL}"
     if name in frame or not {"shipped_lgbm", "prophet"} <= set(frame):
         return
-    share = PREFERRED_LGBM_SHARE
-    frame[name] = share * frame["shipped_lgbm"] + (1 - share) * frame["prophet"]
+    frame[name] = mix(frame["shipped_lgbm"], frame["prophet"], DEFAULT_PROPHET_SHARE)
     band = frame[["prophet_lower", "prophet", "prophet_upper"]].to_numpy(float, copy=True)
     recentre(band, frame[name].to_numpy(float))
     frame[f"{name}_lower"], frame[f"{name}_upper"] = band[:, 0], band[:, 2]

@@ -12,7 +12,9 @@ last week" on 2 of 6 series where a gradient-boosted model on lags did not
   of the counts relative to their recent level, both told how the last day before the
   forecast ran against the usual, with Prophet's temperature as a feature at temperature
   sites);
-- `lgbm_prophet`: three parts LightGBM to one part Prophet, the preferred model (below);
+- `lgbm_prophet`: LightGBM mixed with a share of Prophet, the preferred model (below): the
+  share (0 to a half) that erred least over the site's newest backtest (`prophet_share`), a
+  quarter before any backtest;
 - `lgbm`: the LightGBM model alone;
 - `mean4w`: the mean of the same weekday-hour over the last four weeks;
 - `naive`: the same hour last week (the fallback when nothing beat it).
@@ -38,7 +40,13 @@ weekly folds, the free choice of the best over the last 4 weeks paid for its swi
 (geometric mean of the MAE ratio to naive 0.791 against 0.780 for LightGBM alone); the fixed
 3:1 mix scored 0.770, the best on 5 of 6 series, and the margin keeps that while still
 leaving a model that loses to naive (bench/results.md, "Preferred blend and calibrated
-bands").
+bands"). Prophet's share in that mix is the site's own, chosen among PROPHET_SHARES on the same
+folds: on nine real series the share that erred least over a year ran from none (45 Queen
+Street, whose crowd doubled within the year while Prophet's trend followed late) to 0.3
+(Washington's casual riders), and the share chosen at each origin from the last eight
+finished folds scored 0.743 against 0.748 for a fixed quarter (bench/results.md, "Prophet's
+share per site": better on five series, up to 0.03 at 45 Queen Street; worse on three, by
+0.007 at most, at Washington, where the best share moved from season to season).
 
 The predictive distribution stays Prophet's, moved to the chosen median (`recentre`): each
 open hour's samples are scaled (or, for a median under one person, shifted) so that their
@@ -70,10 +78,13 @@ MODELS = ("prophet", "prophet_lgbm", "lgbm_prophet", "lgbm", "mean4w", "naive")
 # The backbone: what a forecast is when no other candidate can be made (too little history
 # for LightGBM) and what the backtest's own columns score.
 DEFAULT_MODEL = "prophet"
-# The candidate a run uses unless the backtest says otherwise (see above), and LightGBM's share
-# in it.
+# The candidate a run uses unless the backtest says otherwise (see above).
 PREFERRED_MODEL = "lgbm_prophet"
-PREFERRED_LGBM_SHARE = 0.75
+# Prophet's share in the preferred mix before a backtest has chosen one, and the shares a
+# backtest chooses among: above a half, the mix would be Prophet corrected, which is
+# `prophet_lgbm`'s place, and on real series no site's best share came near it.
+DEFAULT_PROPHET_SHARE = 0.25
+PROPHET_SHARES = tuple(round(0.05 * k, 2) for k in range(11))
 # Another candidate replaces the preferred one only when it erred this much less in the
 # backtest: a few weekly folds choose noisily, and each switch cost accuracy on real series.
 SWITCH_MARGIN = 0.10
@@ -105,15 +116,19 @@ def candidate_forecasts(
     prophet: np.ndarray,
     models: tuple[str, ...] = MODELS,
     temperature: pd.DataFrame | None = None,
+    prophet_share: float = DEFAULT_PROPHET_SHARE,
 ) -> pd.DataFrame:
     """Median hourly arrivals of the `models` for the `hours` hours from `start_local`:
     ds and one column per model. `prophet` is Prophet's median for those hours (after its
-    holiday day totals); `history` (ds, arrivals) is read only before `start_local`.
+    holiday day totals); `history` (ds, arrivals) is read only before `start_local`;
+    `prophet_share` is Prophet's share in PREFERRED_MODEL (`prophet_share`).
     A model that cannot forecast (too little history for LightGBM) is left out, never
     raised: the caller keeps Prophet."""
     unknown = set(models) - set(MODELS)
     if unknown:
         raise ValueError(f"unknown model(s) {sorted(unknown)}; known: {', '.join(MODELS)}")
+    if not 0 <= prophet_share <= 1:
+        raise ValueError(f"Prophet's share {prophet_share!r}: must be between 0 and 1")
     start = pd.Timestamp(start_local)
     ds = pd.date_range(start, periods=hours, freq="h")
     prophet = np.asarray(prophet, float)
@@ -137,8 +152,7 @@ def candidate_forecasts(
             points["lgbm"] = gradient_boosted_pair(y, start, week, holidays, exog,
                                                    band=False)["point"].to_numpy()
             points["prophet_lgbm"] = (points["lgbm"] + prophet[:week]) / 2
-            points["lgbm_prophet"] = (PREFERRED_LGBM_SHARE * points["lgbm"]
-                                      + (1 - PREFERRED_LGBM_SHARE) * prophet[:week])
+            points["lgbm_prophet"] = mix(points["lgbm"], prophet[:week], prophet_share)
         except ValueError:  # too little history to train on: no learned candidate
             pass
     # Prophet's where a lag model is blind: festivals, beyond the first week, hours a lag
@@ -155,6 +169,28 @@ def candidate_forecasts(
         value[~is_open] = 0.0
         out[model] = np.clip(value, 0, None)
     return out
+
+
+def mix(lgbm: np.ndarray, prophet: np.ndarray, prophet_share: float) -> np.ndarray:
+    """The preferred model's median: LightGBM's and Prophet's, Prophet weighing
+    `prophet_share`."""
+    return (1 - prophet_share) * np.asarray(lgbm, float) + prophet_share * np.asarray(
+        prophet, float)
+
+
+def prophet_share(actual: np.ndarray, lgbm: np.ndarray, prophet: np.ndarray) -> float:
+    """Of PROPHET_SHARES, the share whose `mix` of the `lgbm` and `prophet` candidates erred
+    least (absolute error) on the hours where all three are known; the smaller share on a tie,
+    DEFAULT_PROPHET_SHARE without such an hour. Both candidates must be the ones
+    `candidate_forecasts` makes (Prophet's on festival days in both), so that their mix is
+    the preferred model at that share."""
+    actual, lgbm, prophet = (np.asarray(a, float) for a in (actual, lgbm, prophet))
+    known = ~(np.isnan(actual) | np.isnan(lgbm) | np.isnan(prophet))
+    if not known.any():
+        return DEFAULT_PROPHET_SHARE
+    actual, lgbm, prophet = actual[known], lgbm[known], prophet[known]
+    errors = [np.abs(mix(lgbm, prophet, share) - actual).sum() for share in PROPHET_SHARES]
+    return float(PROPHET_SHARES[int(np.argmin(errors))])
 
 
 def recentre(samples: np.ndarray, point: np.ndarray) -> None:

@@ -1,14 +1,16 @@
-"""The shipped model's choice and band calibration, as a forecast run makes them from its
-newest backtest (`forecasting.candidates.choose_model`, `forecasting.scoring.band_scale`),
-replayed over a benchmark's folds: at each origin, the last CHOICE_FOLDS folds whose week had
-ended by then stand for the backtest. `bench.real_series` scores the result as `shipped`.
+"""The shipped model's choice, Prophet's share in the preferred model and the band
+calibration, as a forecast run makes them from its newest backtest
+(`forecasting.candidates.choose_model`, `forecasting.scoring.score_models`), replayed over a
+benchmark's folds: at each origin, the last CHOICE_FOLDS folds whose week had ended by then
+stand for the backtest. `bench.real_series` scores the result as `shipped`.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
-from forecasting.candidates import choose_model, widen
+from forecasting.candidates import choose_model, mix, recentre, widen
 from forecasting.scoring import band_scale, score_models
 from visitorflow.settings import ForecastSettings
 
@@ -23,11 +25,14 @@ def replay_shipped(
     """`scored` (origin, ds, actual, naive, and per candidate column `c`: `c`, `c_lower`,
     `c_upper`) with `name`, `name_lower`, `name_upper` added. `columns` maps each model of
     `forecasting.candidates.MODELS` scored to its column. At each origin, the last `window`
-    folds that ended by then (hours with the actual, the naive and every candidate known) give
-    each model's MAE ratio to naive (`score_models`, as a run's backtest scores them),
-    `choose_model` picks one, and its band is scaled by `band_scale` over the same hours.
-    Before any fold has ended: `choose_model`'s choice without scores, the band as it is.
-    Also returns origin → chosen model."""
+    folds that ended by then (hours with the actual, the naive and every candidate known) are
+    scored as a run's backtest scores its candidates (`score_models`: each model's MAE ratio to
+    naive and, when "prophet" and "lgbm" are scored too, Prophet's share in the preferred
+    model); `choose_model` picks one. Its forecast at the origin is its column, or for the
+    preferred model with a share the mix at that share, Prophet's band moved to it; the band
+    is scaled by `band_scale` over the same past hours. Before any fold has ended:
+    `choose_model`'s choice without scores, the band as it is. Also returns origin → chosen
+    model."""
     missing = [c for c in ["actual", "naive", *columns.values()] if c not in scored]
     if missing:
         raise ValueError(f"replay_shipped: no column(s) {missing} in the scored frame")
@@ -50,17 +55,34 @@ def replay_shipped(
         model, _ = choose_model(scores)
         if model not in columns:  # the preferred model was not scored: the backbone
             model = "prophet"
-        column = columns[model]
+        share = None
+        if scores is not None:
+            share = scores.set_index("model")["prophet_share"].get(model)
+        rows = out["origin"] == origin
+        point, band = _forecast(out[rows], columns, model, share)
         scale = 1.0
         if len(past):
-            scale = band_scale(past["actual"].to_numpy(float), past[column].to_numpy(float),
-                               past[f"{column}_lower"].to_numpy(float),
-                               past[f"{column}_upper"].to_numpy(float)) or 1.0
-        rows = out["origin"] == origin
-        point = out.loc[rows, column].to_numpy(float)
-        band = out.loc[rows, [f"{column}_lower", f"{column}_upper"]].to_numpy(float, copy=True)
+            past_point, past_band = _forecast(past, columns, model, share)
+            scale = band_scale(past["actual"].to_numpy(float), past_point, past_band[:, 0],
+                               past_band[:, 1]) or 1.0
         widen(band, point, scale)  # as a forecast run widens its samples
         out.loc[rows, name] = point
         out.loc[rows, f"{name}_lower"], out.loc[rows, f"{name}_upper"] = band[:, 0], band[:, 1]
         chosen[pd.Timestamp(origin)] = model
     return out, pd.Series(chosen, name="chosen")
+
+
+def _forecast(frame: pd.DataFrame, columns: dict[str, str], model: str,
+              share: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The `model`'s point and band (columns lower, upper) on `frame`'s hours: its own column,
+    or with a Prophet `share` (the preferred model) the `mix` of the lgbm and prophet columns
+    with Prophet's band moved to it, as a forecast run moves Prophet's samples."""
+    if share is None or pd.isna(share):
+        column = columns[model]
+        return (frame[column].to_numpy(float),
+                frame[[f"{column}_lower", f"{column}_upper"]].to_numpy(float, copy=True))
+    prophet = columns["prophet"]
+    point = mix(frame[columns["lgbm"]], frame[prophet], float(share))
+    band = frame[[f"{prophet}_lower", prophet, f"{prophet}_upper"]].to_numpy(float, copy=True)
+    recentre(band, point)
+    return point, band[:, [0, 2]]

@@ -54,7 +54,13 @@ import pandas as pd
 from prophet import Prophet
 
 from forecasting.calendar import SiteCalendar
-from forecasting.candidates import DEFAULT_MODEL, candidate_forecasts, recentre, widen
+from forecasting.candidates import (
+    DEFAULT_MODEL,
+    DEFAULT_PROPHET_SHARE,
+    candidate_forecasts,
+    recentre,
+    widen,
+)
 from forecasting.dwell import occupancy_from_arrivals
 from forecasting.features import (
     HOLIDAY_REGRESSOR,
@@ -383,6 +389,7 @@ def fit_and_forecast(
     temperature: pd.DataFrame | None = None,
     model: str = DEFAULT_MODEL,
     band_scales: Mapping[str, float] | None = None,
+    prophet_share: float = DEFAULT_PROPHET_SHARE,
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Fit both models of a site on `history` (ds, arrivals) before `start_local` and forecast:
     (hourly for `hours` hours from `start_local`, daily for `days` days from its day). The
@@ -394,9 +401,10 @@ def fit_and_forecast(
     `forecasting.candidates.MODELS`) sets the hourly median; Prophet's samples, moved to it,
     give the band and p_overload (`forecasting.candidates`), widened by the `band_scales` entry
     of the model used (the backtest's calibration of each model's band,
-    `forecasting.scoring.band_scale`; 1 for a model it did not score). A model that cannot
-    forecast (too little history) leaves Prophet's, with Prophet's own scale; the hourly
-    frame's attributes say which model was used (`model`) and the scale applied
+    `forecasting.scoring.band_scale`; 1 for a model it did not score), and `prophet_share` is
+    Prophet's share in the preferred mix (`forecasting.candidates.prophet_share`). A model that
+    cannot forecast (too little history) leaves Prophet's, with Prophet's own scale; the
+    hourly frame's attributes say which model was used (`model`) and the scale applied
     (`band_scale`)."""
     start = pd.Timestamp(start_local)
     first_day = start.normalize()
@@ -414,7 +422,8 @@ def fit_and_forecast(
     used = DEFAULT_MODEL
     if model != DEFAULT_MODEL:
         points = candidate_forecasts(past, site, calendar, start_local, hours,
-                                     np.median(samples, axis=1), (model,), temperature)
+                                     np.median(samples, axis=1), (model,), temperature,
+                                     prophet_share)
         if model in points:
             recentre(samples, points[model].to_numpy(float))
             used = model

@@ -27,7 +27,12 @@ import numpy as np
 import pandas as pd
 
 from forecasting.calendar import SiteCalendar, festival_labels, site_calendar
-from forecasting.candidates import DEFAULT_MODEL, choose_model
+from forecasting.candidates import (
+    DEFAULT_MODEL,
+    DEFAULT_PROPHET_SHARE,
+    PREFERRED_MODEL,
+    choose_model,
+)
 from forecasting.models import fit_and_forecast
 from forecasting.parallel import map_tasks
 from visitorflow.catalogue import Catalogue, Site, load_catalogue
@@ -58,6 +63,8 @@ class SiteTask:
     model_ratios: dict[str, float] = field(default_factory=dict)
     # Each candidate's band calibration in that backtest (forecasting.scoring.band_scale).
     band_scales: dict[str, float] = field(default_factory=dict)
+    # Prophet's share in the preferred candidate that erred least in that backtest.
+    prophet_share: float = DEFAULT_PROPHET_SHARE
 
 
 @dataclass
@@ -99,7 +106,7 @@ def forecast_site(task: SiteTask) -> SiteResult:
         hourly, daily = fit_and_forecast(
             task.history, site, task.settings, task.calendar, task.start_local,
             task.settings.hourly_horizon_days * 24, task.daily_days, task.overload_share,
-            lead_in, task.temperature, task.model, task.band_scales,
+            lead_in, task.temperature, task.model, task.band_scales, task.prophet_share,
         )
         used = hourly.attrs.get("model", DEFAULT_MODEL)
         return SiteResult(
@@ -248,8 +255,19 @@ def prepare_tasks(
             model_ratios=dict(zip(own["model"], own["mae_ratio"].astype(float), strict=True)),
             band_scales=dict(zip(scales["model"], scales["band_scale"].astype(float),
                                  strict=True)),
+            prophet_share=backtest_prophet_share(own),
         ))
     return tasks
+
+
+def backtest_prophet_share(scores: pd.DataFrame) -> float:
+    """Prophet's share in the preferred candidate that a site's newest backtest `scores`
+    (model, prophet_share) chose; DEFAULT_PROPHET_SHARE when it chose none (a backtest from
+    before the share was chosen, or one that could not train LightGBM)."""
+    if "prophet_share" not in scores:
+        return DEFAULT_PROPHET_SHARE
+    chosen = scores.loc[scores["model"] == PREFERRED_MODEL, "prophet_share"].dropna()
+    return float(chosen.iloc[0]) if len(chosen) else DEFAULT_PROPHET_SHARE
 
 
 def site_model(setting: str, scores: pd.DataFrame) -> str:

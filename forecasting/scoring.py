@@ -9,7 +9,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from forecasting.candidates import recentre
+from forecasting.candidates import PREFERRED_MODEL, mix, prophet_share, recentre
 
 # The busiest hours scored apart: a tenth of the hours holds the peaks that raise alerts.
 BUSIEST_SHARE = 0.1
@@ -64,11 +64,20 @@ def score_models(scored: pd.DataFrame, busiest_share: float = BUSIEST_SHARE) -> 
     `candidate_<model>` columns (optional: model, model_lower, model_upper, Prophet's median
     and band). Returns model, folds, open_hours, mae, mae_ratio (to the weekly naive on those
     hours), busiest_mae_ratio (the same on the `busiest_share` of those hours with the most
-    arrivals: they decide the overload alerts) and band_scale (`band_scale` of Prophet's band
-    moved to the candidate, as a forecast run moves it; NaN without a band)."""
+    arrivals: they decide the overload alerts), band_scale (`band_scale` of Prophet's band
+    moved to the candidate, as a forecast run moves it; NaN without a band) and prophet_share:
+    on the preferred model's row, Prophet's share in it that erred least on these hours
+    (`forecasting.candidates.prophet_share`, when the prophet and lgbm candidates were scored
+    too), and the row scores the preferred model at that share; NaN on the other rows."""
     columns = [c for c in scored if c.startswith("candidate_")]
     ok = scored[scored["is_open"] & scored["actual"].notna() & scored["naive"].notna()
                 & scored[columns].notna().all(axis=1)]
+    shares = {}
+    parts = [f"candidate_{m}" for m in (PREFERRED_MODEL, "lgbm", "prophet")]
+    if set(parts) <= set(columns):
+        share = prophet_share(ok["actual"], ok[parts[1]], ok[parts[2]])
+        ok = ok.assign(**{parts[0]: mix(ok[parts[1]], ok[parts[2]], share)})
+        shares[PREFERRED_MODEL] = share
     busiest = ok["actual"] >= ok["actual"].quantile(1 - busiest_share) if len(ok) else ok["actual"]
     naive_err = (ok["naive"] - ok["actual"]).abs()
     rows = []
@@ -82,16 +91,18 @@ def score_models(scored: pd.DataFrame, busiest_share: float = BUSIEST_SHARE) -> 
             point = ok[column].to_numpy(float)
             recentre(band, point)
             scale = band_scale(ok["actual"].to_numpy(float), point, band[:, 0], band[:, 2])
+        model = column.removeprefix("candidate_")
         rows.append({
-            "model": column.removeprefix("candidate_"),
+            "model": model,
             "folds": int(ok["origin"].nunique()) if "origin" in ok else 1,
             "open_hours": int(len(ok)), "mae": mae,
             "mae_ratio": mae / mae_naive if mae_naive else None,
             "busiest_mae_ratio": top / top_naive if top_naive else None,
             "band_scale": scale,
+            "prophet_share": shares.get(model),
         })
     return pd.DataFrame(rows, columns=["model", "folds", "open_hours", "mae", "mae_ratio",
-                                       "busiest_mae_ratio", "band_scale"])
+                                       "busiest_mae_ratio", "band_scale", "prophet_share"])
 
 
 def band_scale(actual: np.ndarray, point: np.ndarray, lower: np.ndarray, upper: np.ndarray,

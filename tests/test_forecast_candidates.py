@@ -11,10 +11,14 @@ import pytest
 
 from forecasting.calendar import site_calendar
 from forecasting.candidates import (
+    DEFAULT_PROPHET_SHARE,
     MODELS,
+    PROPHET_SHARES,
     SWITCH_MARGIN,
     candidate_forecasts,
     choose_model,
+    mix,
+    prophet_share,
     recentre,
     widen,
 )
@@ -176,10 +180,18 @@ def test_candidates_keep_prophet_on_festivals_closed_hours_and_after_a_week() ->
     hour = ds[ordinary].iloc[3]
     naive = out.set_index("ds").loc[hour, "naive"]
     assert naive == known[hour - pd.Timedelta(days=7)]
-    # Prophet + LightGBM is the mean of the two; the preferred blend three parts LightGBM.
+    # Prophet + LightGBM is the mean of the two; the preferred blend three parts LightGBM
+    # before a backtest has chosen Prophet's share, the backtest's share after.
     both = out.loc[ordinary, ["prophet_lgbm", "lgbm", "lgbm_prophet"]].to_numpy()
     assert both[:, 0] == pytest.approx((both[:, 1] + 123.0) / 2)
     assert both[:, 2] == pytest.approx(0.75 * both[:, 1] + 0.25 * 123.0)
+    chosen = candidate_forecasts(history, site, calendar, start, hours, prophet,
+                                 ("prophet", "lgbm", "lgbm_prophet"), prophet_share=0.1)
+    assert chosen.loc[ordinary, "lgbm_prophet"].to_numpy() == pytest.approx(
+        0.9 * both[:, 1] + 0.1 * 123.0)
+    assert (chosen.loc[window & is_open, "lgbm_prophet"] == 123.0).all()
+    with pytest.raises(ValueError, match="between 0 and 1"):
+        candidate_forecasts(history, site, calendar, start, hours, prophet, prophet_share=1.5)
 
 
 def test_the_learned_candidates_tell_a_holiday_from_its_eve(monkeypatch) -> None:
@@ -201,6 +213,44 @@ def test_the_learned_candidates_tell_a_holiday_from_its_eve(monkeypatch) -> None
     assert offsets[pd.Timestamp("2025-08-31")] == -1  # its eve is not taken for it
     assert offsets[pd.Timestamp("2025-08-30")] == -2
     assert pd.Timestamp("2025-08-27") not in offsets.index  # no holiday reaches it
+
+
+def test_prophets_share_is_the_one_that_erred_least() -> None:
+    rng = np.random.default_rng(3)
+    lgbm, prophet = rng.uniform(0, 100, 500), rng.uniform(0, 100, 500)
+    for share in (0.0, 0.15, 0.5):
+        assert prophet_share(mix(lgbm, prophet, share), lgbm, prophet) == share
+    # Past the largest share, the largest; the counts nearer Prophet than any share allows.
+    assert prophet_share(prophet, lgbm, prophet) == max(PROPHET_SHARES)
+    # An unknown hour is left out, not counted as an error; a tie goes to the smaller share.
+    actual = mix(lgbm, prophet, 0.3)
+    actual[:10] = np.nan
+    assert prophet_share(actual, lgbm, prophet) == 0.3
+    assert prophet_share(lgbm, lgbm, lgbm) == 0.0
+    assert prophet_share(np.array([np.nan]), np.array([1.0]), np.array([2.0])) == (
+        DEFAULT_PROPHET_SHARE)
+
+
+def test_the_preferred_blend_is_scored_at_the_share_that_erred_least() -> None:
+    rng = np.random.default_rng(4)
+    n = 300
+    lgbm, prophet = rng.uniform(10, 100, n), rng.uniform(10, 100, n)
+    actual = mix(lgbm, prophet, 0.4) + rng.normal(0, 1, n)
+    scored = pd.DataFrame({
+        "is_open": True, "actual": actual, "naive": actual + 20.0,
+        "candidate_prophet": prophet, "candidate_lgbm": lgbm,
+        # As a backtest stores it: made with the share before any backtest.
+        "candidate_lgbm_prophet": mix(lgbm, prophet, DEFAULT_PROPHET_SHARE),
+    })
+    table = score_models(scored).set_index("model")
+    assert table.loc["lgbm_prophet", "prophet_share"] == 0.4
+    assert table[["prophet_share"]].drop(index="lgbm_prophet").isna().all().all()
+    error = np.abs(mix(lgbm, prophet, 0.4) - actual).mean()
+    assert table.loc["lgbm_prophet", "mae"] == pytest.approx(error)
+    assert table.loc["lgbm_prophet", "mae"] < table.loc["lgbm", "mae"]
+    # Without the LightGBM candidate there is no share to choose.
+    alone = score_models(scored.drop(columns="candidate_lgbm")).set_index("model")
+    assert alone["prophet_share"].isna().all()
 
 
 def test_a_short_history_leaves_the_learned_candidates_out() -> None:

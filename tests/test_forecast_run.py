@@ -14,8 +14,8 @@ import pytest
 
 from forecasting import backtest
 from forecasting.backtest import run_backtest
-from forecasting.candidates import MODELS, choose_model
-from forecasting.run import run_forecasts
+from forecasting.candidates import DEFAULT_PROPHET_SHARE, MODELS, PROPHET_SHARES, choose_model
+from forecasting.run import backtest_prophet_share, prepare_tasks, run_forecasts
 from forecasting.scoring import BAND_SCALE_RANGE
 from tests.synthetic_history import write_synthetic_history
 from visitorflow.catalogue import load_catalogue
@@ -157,6 +157,10 @@ def test_backtest_beats_weekly_naive_on_the_synthetic_history(small: Settings) -
     assert scores["band_scale"].between(*BAND_SCALE_RANGE).all()
     prophet = scores[scores["model"] == "prophet"].set_index("site_id")["mae_ratio"]
     assert prophet.to_dict() == pytest.approx(table.set_index("site_id")["mae_ratio"].to_dict())
+    # The preferred blend's row says which share of Prophet erred least; no other row has one.
+    preferred = scores["model"] == "lgbm_prophet"
+    assert scores.loc[preferred, "prophet_share"].isin(PROPHET_SHARES).all()
+    assert scores.loc[~preferred, "prophet_share"].isna().all()
     # The next run uses per site the backtest's choice, and carries its score and its band's
     # calibration for whoever shows the forecast.
     report = run_forecasts(small, ["tam_thanh"], processes=1, progress=False)
@@ -166,6 +170,20 @@ def test_backtest_beats_weekly_naive_on_the_synthetic_history(small: Settings) -
     assert sites["model"].tolist() == [chosen]
     assert sites["backtest_mae_ratio"].tolist() == pytest.approx([ratio])
     assert sites["band_scale"].tolist() == pytest.approx([own.loc[chosen, "band_scale"]])
+    # and mixes the preferred blend with the share that backtest chose.
+    store = Store.from_settings(small)
+    [task] = prepare_tasks(store, load_catalogue(small.catalogue_path), small,
+                           report.history_end_utc, ["tam_thanh"])
+    assert task.prophet_share == own.loc["lgbm_prophet", "prophet_share"]
+
+
+def test_a_backtest_without_a_share_leaves_the_preferred_blend_a_quarter_prophet() -> None:
+    scores = pd.DataFrame({"model": ["prophet", "lgbm_prophet"], "mae_ratio": [0.9, 0.8]})
+    assert backtest_prophet_share(scores) == DEFAULT_PROPHET_SHARE  # a backtest from before
+    assert backtest_prophet_share(scores.assign(prophet_share=[None, 0.1])) == 0.1
+    assert backtest_prophet_share(scores.assign(prophet_share=None)) == DEFAULT_PROPHET_SHARE
+    assert backtest_prophet_share(scores.iloc[:1].assign(prophet_share=0.3)) == (
+        DEFAULT_PROPHET_SHARE)
 
 
 def test_a_site_whose_models_lose_to_naive_is_forecast_by_naive_and_says_so(

@@ -198,6 +198,20 @@ def test_the_replayed_choice_uses_only_finished_folds_and_the_margin() -> None:
     assert (second["shipped"] == second["p"]).all()
 
 
+def test_the_replayed_blend_takes_prophets_share_from_finished_folds() -> None:
+    # LightGBM 10 too high, Prophet 10 too low: half of each would have been exact.
+    scored = _scored({"blend": [5, 5, 5], "l": [10, 10, 10], "p": [-10, -10, -10]})
+    columns = {"lgbm_prophet": "blend", "lgbm": "l", "prophet": "p"}
+    out, chosen = replay_shipped(scored, columns, horizon_hours=168)
+    assert chosen.tolist() == ["lgbm_prophet"] * 3
+    first = out["origin"] == out["origin"].min()
+    assert (out.loc[first, "shipped"] == 105.0).all()  # nothing finished: the stored blend
+    assert np.allclose(out.loc[~first, "shipped"], 100.0)  # the mix at a half
+    # Prophet's band (± 1 around 90) moved to the mix, then calibrated on the past hours.
+    assert (out.loc[~first, "shipped_upper"] > 100.0).all()
+    assert (out.loc[~first, "shipped_lower"] < 100.0).all()
+
+
 def test_the_replayed_band_is_scaled_to_have_covered_80_percent() -> None:
     # Every count 5 off the blend's point, its band ± 10: half as wide would have covered.
     scored = _scored({"blend": [5, 5, 5]}, half_width=10.0)

@@ -45,7 +45,7 @@ MODEL_NAMES: dict[str, dict[str, str]] = {
     "en": {
         "prophet": "the seasonal model (seasons, lunar festivals, weekdays)",
         "prophet_lgbm": "the seasonal model with a learned correction",
-        "lgbm_prophet": "a model learned from the last weeks' counts, mixed with a quarter of "
+        "lgbm_prophet": "a model learned from the last weeks' counts, mixed with a share of "
                         "the seasonal model (the seasonal model on festival days)",
         "lgbm": "a model learned from the last weeks' counts (the seasonal model on festival "
                 "days)",
@@ -56,7 +56,7 @@ MODEL_NAMES: dict[str, dict[str, str]] = {
     "zh": {
         "prophet": "季节模型（季节、农历节庆、星期）",
         "prophet_lgbm": "季节模型加基于近几周客流的学习修正",
-        "lgbm_prophet": "基于近几周客流学习的模型，并混合四分之一的季节模型（节庆日采用季节模型）",
+        "lgbm_prophet": "基于近几周客流学习的模型，并混合一部分季节模型（节庆日采用季节模型）",
         "lgbm": "基于近几周客流学习的模型（节庆日采用季节模型）",
         "mean4w": "近4周同一时段的平均值（节庆日采用季节模型）",
         "other": "模型“{name}”",

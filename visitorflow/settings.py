@@ -355,9 +355,9 @@ class ForecastSettings(BaseModel):
     backtest_horizon_days: int = Field(7, ge=1)
     backtest_step_days: int = Field(7, ge=1)
     # Which forecaster sets each site's hourly median (forecasting/candidates.py): "auto"
-    # takes per site the preferred 3:1 LightGBM-Prophet mix unless the newest backtest found
-    # a clearly better one or it lost to naive (`choose_model`); a model's name forces it
-    # for every site.
+    # takes per site the preferred mix of LightGBM and Prophet (Prophet's share chosen by the
+    # newest backtest) unless that backtest found a clearly better one or the mix lost to
+    # naive (`choose_model`); a model's name forces it for every site.
     model: Literal["auto", "prophet", "prophet_lgbm", "lgbm_prophet", "lgbm", "mean4w",
                    "naive"] = "auto"
 

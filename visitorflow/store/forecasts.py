@@ -150,7 +150,7 @@ class ForecastTables(StoreConnection):
         with self._connect(read_only=False) as con:
             columns = [c[0] for c in con.execute(
                 "DESCRIBE forecast_backtest_models").fetchall()]
-            # A column added by a later migration (band_scale) may be absent: NULL.
+            # A column added by a later migration (band_scale, prophet_share) may be absent: NULL.
             with transaction(con, staged=frame.reindex(columns=columns)):
                 con.execute("INSERT INTO forecast_backtest_models SELECT * FROM staged")
         return len(frame)
@@ -158,7 +158,7 @@ class ForecastTables(StoreConnection):
     def latest_model_scores(self) -> pd.DataFrame:
         """Per site, every candidate's score from the newest backtest that scored the site's
         candidates: backtest_id, created_at_utc, site_id, model, folds, open_hours, mae,
-        mae_ratio, busiest_mae_ratio, band_scale."""
+        mae_ratio, busiest_mae_ratio, band_scale, prophet_share."""
         return self._read(
             """WITH newest AS (
                 SELECT m.site_id, arg_max(m.backtest_id, b.created_at_utc) AS backtest_id

@@ -229,6 +229,11 @@ BAND_SCALE_COLUMNS = [
     "ALTER TABLE forecast_backtest_models ADD COLUMN IF NOT EXISTS band_scale DOUBLE",
     "ALTER TABLE forecast_sites ADD COLUMN IF NOT EXISTS band_scale DOUBLE",
 ]
+# Prophet's share in the preferred candidate that erred least in a backtest
+# (forecasting.candidates.prophet_share), on that candidate's row: a run mixes with it.
+PROPHET_SHARE_COLUMNS = [
+    "ALTER TABLE forecast_backtest_models ADD COLUMN IF NOT EXISTS prophet_share DOUBLE",
+]
 
 # -- dashboard speed -------------------------------------------------------------------------
 # Each gate's newest reading, kept by every writer of `readings` in the same transaction
@@ -404,6 +409,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _statements(MODEL_CHOICE_TABLES)),
     Migration(8, "each candidate's band calibration and the one a run applied",
               _statements(BAND_SCALE_COLUMNS)),
+    Migration(9, "Prophet's share in the preferred candidate chosen by each backtest",
+              _statements(PROPHET_SHARE_COLUMNS)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
