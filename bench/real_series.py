@@ -22,7 +22,8 @@ the counts and one of the counts relative to their recent level, both also given
 just before the origin, `origin_features`, and each day's offset from the series' nearest
 holiday, `forecasting.calendar.holiday_offsets`), the project's Prophet model as
 the CSV backtest runs it (`prophet`: `forecasting.models.fit_and_forecast` on a stand-in site
-open around the clock, with the country's holidays), the average of Prophet and the plain
+open around the clock, with the holidays of the series' country and region, as `--country
+NZ-AUK` gives them), the average of Prophet and the plain
 LightGBM (`prophet_lgbm`) and the shipped model (`shipped`, `forecasting/candidates.py`
 replayed by `forecasting/hybrid.py`: per series, the candidate a forecast run would choose
 from a backtest of the last 8 finished folds — the preferred mix of the LightGBM pair and
@@ -129,7 +130,7 @@ def _average(fold: pd.DataFrame, name: str, a: str, b: str) -> None:
 def _prophet_fold(series: RealSeries, origin: pd.Timestamp, hours: int,
                   settings: ForecastSettings) -> pd.DataFrame:
     """The project's Prophet model on one fold, as `python -m forecasting.backtest --csv`
-    runs it (open around the clock, the country's national holidays)."""
+    runs it (open around the clock, the holidays of the series' country and region)."""
     history = series.y.dropna().rename("arrivals").rename_axis("ds").reset_index()
     years = range(history["ds"].min().year - 1, history["ds"].max().year + 2)
     hol = csv_holidays(years, series.country, settings.festival_window_before_days,

@@ -32,7 +32,6 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 
-import holidays
 import numpy as np
 import pandas as pd
 
@@ -42,6 +41,7 @@ from forecasting.calendar import (
     holiday_slug,
     plain_calendar,
     pool_days_off,
+    region_holidays,
     site_calendar,
     site_festival_days,
 )
@@ -357,11 +357,12 @@ def always_open_site(site_id: str = "csv") -> Site:
 
 
 def csv_holidays(years: range, country: str | None, before: int, after: int) -> pd.DataFrame:
-    """Prophet holidays of another country (a CSV from elsewhere), or none."""
+    """Prophet holidays of another country or region (a CSV from elsewhere: `country` as
+    `forecasting.calendar.region_holidays` takes it, "NZ" or "NZ-AUK"), or none."""
     columns = ["holiday", "ds", "lower_window", "upper_window"]
     if not country:
         return pd.DataFrame(columns=columns)
-    days = holidays.country_holidays(country, years=list(years))
+    days = region_holidays(country, years)
     frame = pd.DataFrame(
         [{"holiday": f"h_{holiday_slug(name)}", "ds": pd.Timestamp(day),
           "lower_window": -before, "upper_window": after} for day, name in days.items()],
@@ -480,7 +481,8 @@ def main(argv: list[str] | None = None) -> int:
                         "count columns (a wide file: one per sensor)")
     parser.add_argument("--column", help="the CSV's count columns, comma-separated (default: "
                         "y if there is one, else every count column)")
-    parser.add_argument("--country", help="the CSV's country for holidays, e.g. AU, VN")
+    parser.add_argument("--country", help="the CSV's country for holidays, e.g. VN, AU; with "
+                        "a subdivision for its own holidays too, e.g. AU-VIC, NZ-AUK")
     args = parser.parse_args(argv)
     if args.csv:
         return _main_csv(args)
@@ -512,7 +514,9 @@ def _main_csv(args: argparse.Namespace) -> int:
     columns = args.column.split(",") if args.column else None
     try:
         counts = read_counts_csv(args.csv, columns)
-    except CsvInputError as exc:
+        if args.country:
+            region_holidays(args.country, [2000])  # an unknown code, said before any fit
+    except (CsvInputError, ValueError) as exc:
         print(f"cannot backtest: {exc}", file=sys.stderr)
         return 2
     for note in counts.notes:

@@ -16,6 +16,7 @@ from datetime import date, timedelta
 from functools import lru_cache
 from pathlib import Path
 
+import holidays as holiday_calendars
 import pandas as pd
 import vnlunar
 from pydantic import BaseModel, ConfigDict, Field
@@ -296,6 +297,22 @@ def festival_labels(site_id: str, days: Iterable[date]) -> dict[date, str]:
 def _row(name: str, day: date, before: int, after: int) -> dict:
     return {"holiday": name, "ds": pd.Timestamp(day), "lower_window": -before,
             "upper_window": after}
+
+
+def region_holidays(region: str, years: Iterable[int]) -> dict[date, str]:
+    """The public holidays (day → name) of `region` in `years`: an ISO 3166 country code, with
+    a subdivision after a hyphen for its own holidays too ("NZ-AUK": New Zealand's and
+    Auckland's, whose Anniversary Day empties the city's offices; "AU-VIC": Melbourne Cup
+    Day). A code the holidays library does not know is a ValueError that says so."""
+    country, _, subdiv = region.strip().upper().partition("-")
+    try:
+        days = holiday_calendars.country_holidays(country, subdiv=subdiv or None,
+                                                  years=list(years))
+    except NotImplementedError as exc:  # what the library raises for an unknown code
+        raise ValueError(f"no holiday calendar for {region!r} ({exc}): give an ISO 3166 "
+                         "country code, with a subdivision after a hyphen if its holidays "
+                         "count (VN, NZ-AUK, AU-VIC)") from exc
+    return dict(days.items())
 
 
 def holiday_slug(text: str) -> str:

@@ -13,11 +13,11 @@ from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
-import holidays as holiday_calendars
 import numpy as np
 import pandas as pd
 
 from forecasting.baselines import regular_hours
+from forecasting.calendar import region_holidays
 from forecasting.csv_input import read_counts_csv
 
 DATA_DIR = Path(__file__).resolve().parent.parent / "data" / "real"
@@ -35,8 +35,9 @@ ZERO_DAY_IS_OUTAGE = True
 @dataclass
 class RealSeries:
     """One real counter series: `y` counts per local hour start (complete grid, NaN where
-    unknown), its country's `holidays` (dates), optional hourly `exog` covariates, and
-    `notes` on what loading repaired."""
+    unknown), its `country` with the subdivision whose holidays it keeps ("NZ-AUK", as
+    `forecasting.calendar.region_holidays` takes it) and those `holidays` (dates), optional
+    hourly `exog` covariates, and `notes` on what loading repaired."""
 
     series_id: str
     title: str
@@ -47,9 +48,8 @@ class RealSeries:
     notes: list[str] = field(default_factory=list)
 
 
-def _holidays(country: str, subdiv: str | None, index: pd.DatetimeIndex) -> frozenset[date]:
-    years = list(range(index.min().year, index.max().year + 1))
-    return frozenset(holiday_calendars.country_holidays(country, subdiv=subdiv, years=years))
+def _holidays(region: str, index: pd.DatetimeIndex) -> frozenset[date]:
+    return frozenset(region_holidays(region, range(index.min().year, index.max().year + 1)))
 
 
 def _zero_days_missing(y: pd.Series) -> tuple[pd.Series, int]:
@@ -89,18 +89,16 @@ def _washington(column: str, data_dir: Path) -> tuple[pd.Series, pd.DataFrame, l
 
 
 Loader = Callable[[str, Path], tuple[pd.Series, "pd.DataFrame | None", list[str]]]
-# id → (title, loader, its column, country, subdivision for holidays)
-SERIES: dict[str, tuple[str, Loader, str, str, str | None]] = {
+# id → (title, loader, its column, country and subdivision for holidays)
+SERIES: dict[str, tuple[str, Loader, str, str]] = {
     "akl_107_quay": ("Auckland, 107 Quay Street (waterfront)", _auckland, "107 Quay Street",
-                     "NZ", "AUK"),
-    "akl_45_queen": ("Auckland, 45 Queen Street", _auckland, "45 Queen Street", "NZ", "AUK"),
-    "akl_150_k_road": ("Auckland, 150 K Road", _auckland, "150 K Road", "NZ", "AUK"),
-    "mel_princes_bridge": ("Melbourne, Princes Bridge", _melbourne, "Princes Bridge", "AU",
-                           "VIC"),
+                     "NZ-AUK"),
+    "akl_45_queen": ("Auckland, 45 Queen Street", _auckland, "45 Queen Street", "NZ-AUK"),
+    "akl_150_k_road": ("Auckland, 150 K Road", _auckland, "150 K Road", "NZ-AUK"),
+    "mel_princes_bridge": ("Melbourne, Princes Bridge", _melbourne, "Princes Bridge", "AU-VIC"),
     "mel_birrarung_marr": ("Melbourne, Birrarung Marr (festival park, gaps)", _melbourne,
-                           "Birrarung Marr", "AU", "VIC"),
-    "dc_casual": ("Washington DC, casual bike-share riders", _washington, "casual", "US",
-                  "DC"),
+                           "Birrarung Marr", "AU-VIC"),
+    "dc_casual": ("Washington DC, casual bike-share riders", _washington, "casual", "US-DC"),
 }
 
 
@@ -123,15 +121,15 @@ def load_series(series_id: str, data_dir: Path = DATA_DIR) -> RealSeries:
         series_id = AUCKLAND_PREFIX + named[0] if named else series_id
     if series_id.startswith(AUCKLAND_PREFIX):
         sensor = series_id.removeprefix(AUCKLAND_PREFIX)
-        spec = (f"Auckland, {sensor}", _auckland, sensor, "NZ", "AUK")
+        spec = (f"Auckland, {sensor}", _auckland, sensor, "NZ-AUK")
     elif series_id in SERIES:
         spec = SERIES[series_id]
     else:
         raise KeyError(f"unknown series {series_id!r}; known: {', '.join(SERIES)} or "
                        f"{AUCKLAND_PREFIX}<an Auckland sensor>")
-    title, loader, column, country, subdiv = spec
+    title, loader, column, country = spec
     y, exog, notes = loader(column, data_dir)
     if series_id.startswith(AUCKLAND_PREFIX):  # an id that can name a stand-in site
         series_id = _auckland_id(column)
     return RealSeries(series_id=series_id, title=title, y=y, country=country,
-                      holidays=_holidays(country, subdiv, y.index), exog=exog, notes=notes)
+                      holidays=_holidays(country, y.index), exog=exog, notes=notes)

@@ -8,6 +8,7 @@ from datetime import date
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from forecasting.backtest import csv_holidays
 from forecasting.calendar import DAY_OFF_DEVIATION_PRIOR, holiday_window_days, site_calendar
@@ -45,6 +46,20 @@ def test_national_days_off_share_one_effect_and_each_holiday_only_deviates() -> 
     nz = csv_holidays(YEARS, "NZ", 2, 1)
     assert (nz["holiday"] == "h_day_off").sum() == nz["ds"].nunique()
     assert (nz.loc[nz["holiday"] != "h_day_off", "prior_scale"] == DAY_OFF_DEVIATION_PRIOR).all()
+
+
+def test_a_csv_region_brings_its_own_holidays() -> None:
+    """Auckland's offices close on Auckland Anniversary Day, which New Zealand's national
+    calendar does not hold: a CSV from Auckland says NZ-AUK and gets it."""
+    national = csv_holidays(YEARS, "NZ", 2, 1)
+    auckland = csv_holidays(YEARS, "nz-auk", 2, 1)
+    anniversary = pd.Timestamp("2025-01-27")
+    assert anniversary not in set(national["ds"])
+    assert "h_auckland_anniversary_day" in set(auckland.loc[auckland["ds"] == anniversary,
+                                                             "holiday"])
+    assert set(national["ds"]) < set(auckland["ds"])
+    with pytest.raises(ValueError, match="no holiday calendar for 'NZ-XYZ'"):
+        csv_holidays(YEARS, "NZ-XYZ", 2, 1)
 
 
 def test_a_holiday_seen_once_on_an_odd_day_is_forecast_like_the_other_days_off() -> None:

@@ -286,6 +286,10 @@ def test_bring_your_own_csv_is_backtested_hourly_and_daily(
     assert row[1:4] == ["4", "168", "28"]  # 4 folds × 7 days
     assert float(row[6]) < 1
     assert main(["--csv", str(tmp_path / "daily.csv"), "--column", "nope"]) == 2
+    # A holiday calendar the library does not have is said before any fit, not a traceback.
+    capsys.readouterr()
+    assert main(["--csv", str(tmp_path / "daily.csv"), "--country", "NZ-XYZ"]) == 2
+    assert "no holiday calendar for 'NZ-XYZ'" in capsys.readouterr().err
 
 
 def _dies_on_two(task: int) -> int:
