@@ -71,7 +71,7 @@ from forecasting.candidates import (
     MODELS,
     PREFERRED_MODEL,
     mix,
-    recentre,
+    moved_band,
 )
 from forecasting.hybrid import replay_shipped
 from forecasting.models import quiet_cmdstan
@@ -146,18 +146,16 @@ def _prophet_fold(series: RealSeries, origin: pd.Timestamp, hours: int,
                         "prophet_lower": scored["model_lower"],
                         "prophet_upper": scored["model_upper"]})
     # The shipped model's candidates exactly as a forecast run makes them (Prophet on the
-    # festivals), each with Prophet's band moved to its median (`recentre`).
-    band = out[["prophet_lower", "prophet", "prophet_upper"]].to_numpy(float)
+    # festivals), each with Prophet's band moved to its median (`moved_band`).
+    band = out["prophet_lower"], out["prophet"], out["prophet_upper"]
     for model in MODELS[1:]:
         column = f"candidate_{model}"
         if column not in scored:
             continue
         point = scored[column].to_numpy(float)
-        moved = band.copy()
-        recentre(moved, point)
         name = f"shipped_{model}"
         out[name] = point
-        out[f"{name}_lower"], out[f"{name}_upper"] = moved[:, 0], moved[:, 2]
+        out[f"{name}_lower"], out[f"{name}_upper"] = moved_band(*band, point)
     return out
 
 
@@ -277,9 +275,8 @@ def _add_preferred(frame: pd.DataFrame) -> None:
     if name in frame or not {"shipped_lgbm", "prophet"} <= set(frame):
         return
     frame[name] = mix(frame["shipped_lgbm"], frame["prophet"], DEFAULT_PROPHET_SHARE)
-    band = frame[["prophet_lower", "prophet", "prophet_upper"]].to_numpy(float, copy=True)
-    recentre(band, frame[name].to_numpy(float))
-    frame[f"{name}_lower"], frame[f"{name}_upper"] = band[:, 0], band[:, 2]
+    frame[f"{name}_lower"], frame[f"{name}_upper"] = moved_band(
+        frame["prophet_lower"], frame["prophet"], frame["prophet_upper"], frame[name])
 
 
 def rescore(path: Path, hours: int) -> tuple[list[pd.DataFrame], list[dict], list[pd.DataFrame]]:

@@ -514,8 +514,8 @@ def _main_csv(args: argparse.Namespace) -> int:
     columns = args.column.split(",") if args.column else None
     try:
         counts = read_counts_csv(args.csv, columns)
-        if args.country:
-            region_holidays(args.country, [2000])  # an unknown code, said before any fit
+        if args.country:  # an unknown code is said before any fit, not after the first
+            region_holidays(args.country, sorted(set(counts.frame["ds"].dt.year)))
     except (CsvInputError, ValueError) as exc:
         print(f"cannot backtest: {exc}", file=sys.stderr)
         return 2

@@ -205,6 +205,16 @@ def recentre(samples: np.ndarray, point: np.ndarray) -> None:
     np.clip(samples, 0, None, out=samples)
 
 
+def moved_band(lower: np.ndarray, median: np.ndarray, upper: np.ndarray,
+               point: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A band given by its quantiles (`lower`, `median`, `upper` per hour) moved to `point` as
+    `recentre` moves samples: the new lower and upper. How a candidate gets Prophet's band in
+    the backtest and the benchmark, where only those three quantiles are kept."""
+    band = np.column_stack([np.asarray(q, float) for q in (lower, median, upper)])
+    recentre(band, np.asarray(point, float))
+    return band[:, 0], band[:, 2]
+
+
 def widen(samples: np.ndarray, point: np.ndarray, scale: float) -> None:
     """Move, in place, each row's samples (rows: hours) away from `point` (their median) by the
     factor `scale` (< 1 narrows), floored at 0: every quantile of the band moves with them."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecasting.candidates import choose_model, mix, recentre, widen
+from forecasting.candidates import choose_model, mix, moved_band, widen
 from forecasting.scoring import band_scale, score_models
 from visitorflow.settings import ForecastSettings
 
@@ -83,6 +83,6 @@ def _forecast(frame: pd.DataFrame, columns: dict[str, str], model: str,
                 frame[[f"{column}_lower", f"{column}_upper"]].to_numpy(float, copy=True))
     prophet = columns["prophet"]
     point = mix(frame[columns["lgbm"]], frame[prophet], float(share))
-    band = frame[[f"{prophet}_lower", prophet, f"{prophet}_upper"]].to_numpy(float, copy=True)
-    recentre(band, point)
-    return point, band[:, [0, 2]]
+    lower, upper = moved_band(frame[f"{prophet}_lower"], frame[prophet],
+                              frame[f"{prophet}_upper"], point)
+    return point, np.column_stack([lower, upper])

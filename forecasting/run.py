@@ -77,6 +77,7 @@ class SiteResult:
     model: str = DEFAULT_MODEL
     model_mae_ratio: float | None = None
     band_scale: float = 1.0
+    prophet_share: float | None = None  # Prophet's share, when `model` is the preferred mix
     hourly: pd.DataFrame = field(default_factory=pd.DataFrame)
     daily: pd.DataFrame = field(default_factory=pd.DataFrame)
 
@@ -114,6 +115,7 @@ def forecast_site(task: SiteTask) -> SiteResult:
             regressors="cold_c" if task.temperature is not None else "",
             model=used, model_mae_ratio=task.model_ratios.get(used),
             band_scale=hourly.attrs.get("band_scale", 1.0),
+            prophet_share=task.prophet_share if used == PREFERRED_MODEL else None,
             hourly=hourly, daily=daily,
         )
     except Exception as exc:  # reported per site, the run goes on
@@ -340,7 +342,8 @@ def _write(
                                 else ratios.get(r.site_id) if r.model == DEFAULT_MODEL
                                 else None),
          "model": r.model if r.ok else None,
-         "band_scale": r.band_scale if r.ok else None}
+         "band_scale": r.band_scale if r.ok else None,
+         "prophet_share": r.prophet_share if r.ok else None}
         for r in results
     ])
     run_settings = {

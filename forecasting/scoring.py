@@ -9,7 +9,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 
-from forecasting.candidates import PREFERRED_MODEL, mix, prophet_share, recentre
+from forecasting.candidates import PREFERRED_MODEL, mix, moved_band, prophet_share
 
 # The busiest hours scored apart: a tenth of the hours holds the peaks that raise alerts.
 BUSIEST_SHARE = 0.1
@@ -87,10 +87,9 @@ def score_models(scored: pd.DataFrame, busiest_share: float = BUSIEST_SHARE) -> 
         top, top_naive = _mean(err[busiest]), _mean(naive_err[busiest])
         scale = None
         if {"model", "model_lower", "model_upper"} <= set(ok) and len(ok):
-            band = ok[["model_lower", "model", "model_upper"]].to_numpy(float, copy=True)
             point = ok[column].to_numpy(float)
-            recentre(band, point)
-            scale = band_scale(ok["actual"].to_numpy(float), point, band[:, 0], band[:, 2])
+            lower, upper = moved_band(ok["model_lower"], ok["model"], ok["model_upper"], point)
+            scale = band_scale(ok["actual"].to_numpy(float), point, lower, upper)
         model = column.removeprefix("candidate_")
         rows.append({
             "model": model,

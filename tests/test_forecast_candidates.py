@@ -18,6 +18,7 @@ from forecasting.candidates import (
     candidate_forecasts,
     choose_model,
     mix,
+    moved_band,
     prophet_share,
     recentre,
     widen,
@@ -109,6 +110,16 @@ def test_recentred_samples_have_the_chosen_median_and_stay_non_negative() -> Non
     # Scaled, not shifted, where the median is a crowd: the band keeps its relative width.
     assert np.quantile(samples[0], 0.9) / np.quantile(samples[0], 0.1) == pytest.approx(
         spread_before)
+
+
+def test_a_band_kept_as_three_quantiles_moves_as_its_samples_would() -> None:
+    """A crowd's band is scaled to the new median, a near-empty hour's is shifted and floored
+    at 0; the quantiles given are not changed."""
+    lower, median, upper = np.array([40.0, 0.2]), np.array([50.0, 0.5]), np.array([70.0, 3.0])
+    new_lower, new_upper = moved_band(lower, median, upper, np.array([100.0, 0.1]))
+    assert new_lower == pytest.approx([80.0, 0.0])
+    assert new_upper == pytest.approx([140.0, 2.6])
+    assert median.tolist() == [50.0, 0.5] and lower.tolist() == [40.0, 0.2]
 
 
 def test_an_80_percent_band_covers_80_percent_of_a_known_distribution() -> None:

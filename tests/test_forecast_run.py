@@ -175,6 +175,12 @@ def test_backtest_beats_weekly_naive_on_the_synthetic_history(small: Settings) -
     [task] = prepare_tasks(store, load_catalogue(small.catalogue_path), small,
                            report.history_end_utc, ["tam_thanh"])
     assert task.prophet_share == own.loc["lgbm_prophet", "prophet_share"]
+    # The run records the share it mixed with, for the site page to name.
+    skill = store.forecast_skill("tam_thanh")
+    expected = (own.loc["lgbm_prophet", "prophet_share"] if chosen == "lgbm_prophet"
+                else float("nan"))
+    assert sites["prophet_share"].tolist() == pytest.approx([expected], nan_ok=True)
+    assert skill["prophet_share"].tolist() == pytest.approx([expected], nan_ok=True)
 
 
 def test_a_backtest_without_a_share_leaves_the_preferred_blend_a_quarter_prophet() -> None:

@@ -114,11 +114,39 @@ def test_sentences_per_site_from_the_store_frame() -> None:
     assert skill_sentences(frame.iloc[:0], "en") == {}
 
 
+@pytest.mark.parametrize("lang", LANGUAGES)
+def test_the_mix_is_named_with_the_share_the_run_used(lang: str) -> None:
+    with_share = skill_sentence("lgbm_prophet", 0.7, lang, 0.35)
+    assert "35" in with_share and "{" not in with_share
+    assert with_share != skill_sentence("lgbm_prophet", 0.7, lang, 0.2)
+    # Unknown (a run from before the share was recorded): "a share", as before.
+    assert skill_sentence("lgbm_prophet", 0.7, lang, None) == skill_sentence(
+        "lgbm_prophet", 0.7, lang, float("nan")) == skill_sentence("lgbm_prophet", 0.7, lang)
+    assert "35" not in skill_sentence("lgbm_prophet", 0.7, lang)
+    # At a share of none the mix is the learned model alone, and is named so.
+    assert skill_sentence("lgbm_prophet", 0.7, lang, 0.0) == skill_sentence("lgbm", 0.7, lang)
+    # Other forecasters have no share to name.
+    assert skill_sentence("prophet_lgbm", 0.7, lang, 0.35) == skill_sentence(
+        "prophet_lgbm", 0.7, lang)
+
+
+def test_the_share_is_read_from_the_store_frame() -> None:
+    frame = pd.DataFrame({"site_id": ["a", "b"], "model": "lgbm_prophet",
+                          "backtest_mae_ratio": 0.75, "prophet_share": [0.25, None]})
+    assert skill_sentences(frame, "en") == {
+        "a": "Forecast by a model learned from the last weeks' counts, mixed with 25 % of the "
+             "seasonal model (the seasonal model on festival days); in the last backtest it "
+             "erred 25 % less than “same hour last week”.",
+        "b": skill_sentence("lgbm_prophet", 0.75, "en")}
+
+
 def test_bad_input_is_refused() -> None:
     with pytest.raises(ValueError, match="language"):
         skill_sentence("prophet", 0.5, "fr")
     with pytest.raises(ValueError, match="negative"):
         skill_sentence("prophet", -0.1, "en")
+    with pytest.raises(ValueError, match="share"):
+        skill_sentence("lgbm_prophet", 0.8, "en", 25)
 
 
 # -- the pages --------------------------------------------------------------------------------

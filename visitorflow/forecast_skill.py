@@ -4,11 +4,13 @@ weekly seasonal-naive forecast, "the same hour last week".
 
 The facts come from `Store.forecast_skill()` (per site, from the run whose forecast the pages
 show): `model` is the forecaster the run chose (NULL in runs from before the choice was
-recorded: those were all the seasonal model) and `backtest_mae_ratio` that forecaster's MAE
+recorded: those were all the seasonal model), `backtest_mae_ratio` that forecaster's MAE
 divided by the weekly-naive MAE on the same hours (< 1: it beat naive; NULL: never
-backtested). The site and planner pages (dashboard/views/site.py, planner.py) show the
-sentence next to the forecast; its words are kept here, like visitorflow/redirect.py's
-messages, because the core package does not read the dashboard's texts.yaml.
+backtested) and `prophet_share` the seasonal model's share in the mix, when the forecaster
+was the mix (NULL in runs from before the share was recorded: the name then says "a
+share"). The site and planner pages (dashboard/views/site.py, planner.py) show the sentence
+next to the forecast; its words are kept here, like visitorflow/redirect.py's messages,
+because the core package does not read the dashboard's texts.yaml.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ MODEL_NAMES: dict[str, dict[str, str]] = {
         "prophet_lgbm": "mô hình mùa vụ có hiệu chỉnh học từ số khách các tuần gần đây",
         "lgbm_prophet": "mô hình học từ số khách các tuần gần đây, kết hợp một phần mô hình "
                         "mùa vụ (ngày lễ hội dùng mô hình mùa vụ)",
+        "lgbm_prophet_share": "mô hình học từ số khách các tuần gần đây, kết hợp {share} % "
+                              "mô hình mùa vụ (ngày lễ hội dùng mô hình mùa vụ)",
         "lgbm": "mô hình học từ số khách các tuần gần đây (ngày lễ hội dùng mô hình mùa vụ)",
         "mean4w": "trung bình cùng giờ của 4 tuần gần nhất (ngày lễ hội dùng mô hình mùa vụ)",
         "other": "mô hình “{name}”",
@@ -47,6 +51,8 @@ MODEL_NAMES: dict[str, dict[str, str]] = {
         "prophet_lgbm": "the seasonal model with a learned correction",
         "lgbm_prophet": "a model learned from the last weeks' counts, mixed with a share of "
                         "the seasonal model (the seasonal model on festival days)",
+        "lgbm_prophet_share": "a model learned from the last weeks' counts, mixed with {share} % "
+                              "of the seasonal model (the seasonal model on festival days)",
         "lgbm": "a model learned from the last weeks' counts (the seasonal model on festival "
                 "days)",
         "mean4w": "the average of the same hour over the last 4 weeks (the seasonal model on "
@@ -57,6 +63,8 @@ MODEL_NAMES: dict[str, dict[str, str]] = {
         "prophet": "季节模型（季节、农历节庆、星期）",
         "prophet_lgbm": "季节模型加基于近几周客流的学习修正",
         "lgbm_prophet": "基于近几周客流学习的模型，并混合一部分季节模型（节庆日采用季节模型）",
+        "lgbm_prophet_share": "基于近几周客流学习的模型，并混合{share}%的季节模型"
+                              "（节庆日采用季节模型）",
         "lgbm": "基于近几周客流学习的模型（节庆日采用季节模型）",
         "mean4w": "近4周同一时段的平均值（节庆日采用季节模型）",
         "other": "模型“{name}”",
@@ -141,32 +149,45 @@ def skill_verdict(model: str | None, ratio: float | None) -> Verdict:
     return "worse"
 
 
-def model_name(model: str | None, lang: str) -> str:
-    """What the forecaster is, in `lang`: "the seasonal model with a learned correction"."""
+def model_name(model: str | None, lang: str, prophet_share: float | None = None) -> str:
+    """What the forecaster is, in `lang`: "the seasonal model with a learned correction".
+    The mix (`lgbm_prophet`) is named with the seasonal model's `prophet_share` when it is
+    known (0-1, said in whole percent), and as the learned model alone at a share of 0, which
+    it then is."""
     names = MODEL_NAMES[_language(lang)]
     key = model_key(model)
+    if key == "lgbm_prophet" and not _missing(prophet_share):
+        share = float(prophet_share)  # type: ignore[arg-type]
+        if not 0 <= share <= 1:
+            raise ValueError(f"the seasonal model's share must be between 0 and 1: {share}")
+        percent = math.floor(share * 100 + 0.5)
+        return names["lgbm"] if percent == 0 else names["lgbm_prophet_share"].format(
+            share=percent)
     return names[key] if key in names else names["other"].format(name=key)
 
 
-def skill_sentence(model: str | None, ratio: float | None, lang: str) -> str:
+def skill_sentence(model: str | None, ratio: float | None, lang: str,
+                   prophet_share: float | None = None) -> str:
     """One plain sentence in `lang` (vi, en or zh) on the forecaster behind a site's forecast
     and how it did in the newest backtest against "the same hour last week": "Forecast by
     the seasonal model with a learned correction; in the last backtest it erred 38 % less
     than “same hour last week”." `model`: Store.forecast_skill's model (None: the seasonal
-    model); `ratio`: its backtest_mae_ratio (None or NaN: never backtested)."""
+    model); `ratio`: its backtest_mae_ratio (None or NaN: never backtested); `prophet_share`:
+    the seasonal model's share in the mix (`model_name`)."""
     lang = _language(lang)
     verdict = skill_verdict(model, ratio)
     text = SENTENCES[lang][verdict]
     if verdict == "naive":
         return text
     pct = percent_difference(float(ratio)) if verdict in ("better", "worse") else None
-    return text.format(model=model_name(model, lang), pct=pct)
+    return text.format(model=model_name(model, lang, prophet_share), pct=pct)
 
 
 def skill_sentences(skill: pd.DataFrame, lang: str) -> dict[str, str]:
-    """Per site of `Store.forecast_skill()` (site_id, model, backtest_mae_ratio): its
-    sentence in `lang`."""
-    return {row.site_id: skill_sentence(row.model, row.backtest_mae_ratio, lang)
+    """Per site of `Store.forecast_skill()` (site_id, model, backtest_mae_ratio, optionally
+    prophet_share): its sentence in `lang`."""
+    return {row.site_id: skill_sentence(row.model, row.backtest_mae_ratio, lang,
+                                        getattr(row, "prophet_share", None))
             for row in skill.itertuples(index=False)}
 
 

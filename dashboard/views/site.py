@@ -151,7 +151,8 @@ def site_view() -> None:
     skill = read_store(lambda: forecast_skill(site_id, settings), T)
     if skill is not None and len(skill):
         row = skill.iloc[0]
-        left.caption(skill_sentence(row["model"], row["backtest_mae_ratio"], lang))
+        left.caption(skill_sentence(row["model"], row["backtest_mae_ratio"], lang,
+                                    row.get("prophet_share")))
     occ = {"occupancy": T["occupancy"], "forecast_occupancy": T["forecast_occupancy"]}
     right.vega_lite_chart(**line_chart(today[[c for c in occ if c in today]].rename(columns=occ)
                                        .assign(**{T["capacity"]: site.capacity}),

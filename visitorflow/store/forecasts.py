@@ -54,9 +54,10 @@ class ForecastTables(StoreConnection):
 
     def forecast_sites(self, run_id: str) -> pd.DataFrame:
         """Per site of one run: status (ok | failed), message, fit seconds, regressors,
-        model (the forecaster used; NULL in runs before the choice existed) and
+        model (the forecaster used; NULL in runs before the choice existed),
         backtest_mae_ratio (that forecaster's MAE / weekly-naive MAE in the newest backtest
-        before the run)."""
+        before the run), band_scale and prophet_share (Prophet's share in the preferred
+        candidate, when that was the forecaster used)."""
         return self._read(
             "SELECT * FROM forecast_sites WHERE run_id = $1 ORDER BY site_id", [run_id]
         )
@@ -64,14 +65,15 @@ class ForecastTables(StoreConnection):
     def forecast_skill(self, site_id: str | None = None) -> pd.DataFrame:
         """Per site, from the newest run in which its fit succeeded (the run whose forecast
         `latest_forecast` shows): site_id, run_id, model (NULL before runs recorded it),
-        backtest_mae_ratio (NULL: never backtested)."""
+        backtest_mae_ratio (NULL: never backtested), prophet_share (NULL unless the model
+        was the preferred mix and the run recorded its share)."""
         return self._read(
             """WITH chosen AS (
                 SELECT s.site_id, arg_max(s.run_id, r.created_at_utc) AS run_id
                 FROM forecast_sites s JOIN forecast_runs r USING (run_id)
                 WHERE s.status = 'ok' AND ($1::VARCHAR IS NULL OR s.site_id = $1)
                 GROUP BY s.site_id)
-            SELECT s.site_id, s.run_id, s.model, s.backtest_mae_ratio
+            SELECT s.site_id, s.run_id, s.model, s.backtest_mae_ratio, s.prophet_share
             FROM forecast_sites s JOIN chosen USING (site_id, run_id)
             ORDER BY s.site_id""",
             [site_id],

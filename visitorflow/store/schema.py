@@ -234,6 +234,11 @@ BAND_SCALE_COLUMNS = [
 PROPHET_SHARE_COLUMNS = [
     "ALTER TABLE forecast_backtest_models ADD COLUMN IF NOT EXISTS prophet_share DOUBLE",
 ]
+# The share a run mixed with, per site (NULL when the site's forecast was not that candidate):
+# the site page names it, and the backtest it came from may be replaced by the next one.
+RUN_PROPHET_SHARE_COLUMNS = [
+    "ALTER TABLE forecast_sites ADD COLUMN IF NOT EXISTS prophet_share DOUBLE",
+]
 
 # -- dashboard speed -------------------------------------------------------------------------
 # Each gate's newest reading, kept by every writer of `readings` in the same transaction
@@ -411,6 +416,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _statements(BAND_SCALE_COLUMNS)),
     Migration(9, "Prophet's share in the preferred candidate chosen by each backtest",
               _statements(PROPHET_SHARE_COLUMNS)),
+    Migration(10, "Prophet's share in the preferred candidate a run used",
+              _statements(RUN_PROPHET_SHARE_COLUMNS)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
