@@ -230,7 +230,9 @@ def score_series(series: RealSeries, scored: pd.DataFrame, origins: list[pd.Time
         methods += ["prophet", "prophet_lgbm"]
         columns = {"prophet": "prophet"} | {
             m: f"shipped_{m}" for m in MODELS[1:] if f"shipped_{m}" in scored}
-        scored, shipped = replay_shipped(scored, columns, hours)
+        # The busy hours lean as this machine's settings say (VISITORFLOW_FORECAST__CROWD_LEAN).
+        scored, shipped = replay_shipped(scored, columns, hours,
+                                         crowd_lean=get_settings().forecast.crowd_lean)
         methods.append("shipped")
     known = scored["actual"].notna() & scored[methods].notna().all(axis=1)
     share = known.groupby(scored["origin"]).mean()

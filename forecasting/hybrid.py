@@ -10,17 +10,26 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from forecasting.candidates import choose_model, mix, moved_band, widen
+from forecasting.candidates import (
+    busier_than_usual,
+    choose_model,
+    lean_to_crowd,
+    mix,
+    moved_band,
+    widen,
+)
 from forecasting.scoring import band_scale, score_models
 from visitorflow.settings import ForecastSettings
 
 # Folds of past errors standing for a run's backtest: the nightly backtest's default folds.
 CHOICE_FOLDS: int = ForecastSettings.model_fields["backtest_folds"].default
+# How far a run's busy hours lean toward the crowd by default.
+CROWD_LEAN: float = ForecastSettings.model_fields["crowd_lean"].default
 
 
 def replay_shipped(
     scored: pd.DataFrame, columns: dict[str, str], horizon_hours: int,
-    window: int = CHOICE_FOLDS, name: str = "shipped",
+    window: int = CHOICE_FOLDS, name: str = "shipped", crowd_lean: float = CROWD_LEAN,
 ) -> tuple[pd.DataFrame, pd.Series]:
     """`scored` (origin, ds, actual, naive, and per candidate column `c`: `c`, `c_lower`,
     `c_upper`) with `name`, `name_lower`, `name_upper` added. `columns` maps each model of
@@ -30,9 +39,11 @@ def replay_shipped(
     naive and, when "prophet" and "lgbm" are scored too, Prophet's share in the preferred
     model); `choose_model` picks one. Its forecast at the origin is its column, or for the
     preferred model with a share the mix at that share, Prophet's band moved to it; the band
-    is scaled by `band_scale` over the same past hours. Before any fold has ended:
-    `choose_model`'s choice without scores, the band as it is. Also returns origin → chosen
-    model."""
+    is scaled by `band_scale` over the same past hours, and the point leans `crowd_lean`
+    toward the band's upper edge on the fold's busy hours (`busier_than_usual` among the
+    fold's hours, open ones if `scored` has `is_open`), as a run's stored forecast does.
+    Before any fold has ended: `choose_model`'s choice without scores, the band as it is.
+    Also returns origin → chosen model."""
     missing = [c for c in ["actual", "naive", *columns.values()] if c not in scored]
     if missing:
         raise ValueError(f"replay_shipped: no column(s) {missing} in the scored frame")
@@ -66,6 +77,8 @@ def replay_shipped(
             scale = band_scale(past["actual"].to_numpy(float), past_point, past_band[:, 0],
                                past_band[:, 1]) or 1.0
         widen(band, point, scale)  # as a forecast run widens its samples
+        is_open = out.loc[rows, "is_open"].to_numpy(bool) if "is_open" in out else None
+        point = lean_to_crowd(point, band[:, 1], busier_than_usual(point, is_open), crowd_lean)
         out.loc[rows, name] = point
         out.loc[rows, f"{name}_lower"], out.loc[rows, f"{name}_upper"] = band[:, 0], band[:, 1]
         chosen[pd.Timestamp(origin)] = model

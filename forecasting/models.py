@@ -57,7 +57,9 @@ from forecasting.calendar import SiteCalendar
 from forecasting.candidates import (
     DEFAULT_MODEL,
     DEFAULT_PROPHET_SHARE,
+    busier_than_usual,
     candidate_forecasts,
+    lean_to_crowd,
     recentre,
     widen,
 )
@@ -313,7 +315,10 @@ def summarise_hourly(
     overload_share: float = 1.0,
     lead_in: np.ndarray | None = None,
 ) -> pd.DataFrame:
-    """`forecast_hourly`'s columns from samples of arrivals (rows: the grid's hours)."""
+    """`forecast_hourly`'s columns from samples of arrivals (rows: the grid's hours): the
+    median and the band of arrivals and of occupancy, the median leaned toward the band's upper
+    edge on the hours busier than the forecast's usual open hour (`settings.crowd_lean`,
+    `forecasting.candidates.lean_to_crowd`), and p_overload."""
     is_open = grid["is_open"].to_numpy(bool)
     occ = occupancy_from_arrivals(samples, is_open, site.dwell_min, lead_in)
     lo_q, hi_q = (1 - settings.interval_width) / 2, (1 + settings.interval_width) / 2
@@ -326,6 +331,12 @@ def summarise_hourly(
     grid["occupancy_upper"] = np.quantile(occ, hi_q, axis=1)
     grid["capacity"] = site.capacity
     grid["p_overload"] = (occ >= threshold).mean(axis=1)
+    # Shown toward the crowd on the hours expected busier than usual; the band stays.
+    busy = busier_than_usual(grid["arrivals"].to_numpy(float), is_open)
+    for column in ("arrivals", "occupancy"):
+        grid[column] = lean_to_crowd(grid[column].to_numpy(float),
+                                     grid[f"{column}_upper"].to_numpy(float), busy,
+                                     settings.crowd_lean)
     return grid[HOURLY_COLUMNS]
 
 

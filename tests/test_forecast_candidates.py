@@ -15,8 +15,10 @@ from forecasting.candidates import (
     MODELS,
     PROPHET_SHARES,
     SWITCH_MARGIN,
+    busier_than_usual,
     candidate_forecasts,
     choose_model,
+    lean_to_crowd,
     mix,
     moved_band,
     prophet_share,
@@ -24,10 +26,11 @@ from forecasting.candidates import (
     widen,
 )
 from forecasting.features import open_mask
+from forecasting.models import summarise_hourly
 from forecasting.scoring import BAND_SCALE_RANGE, band_coverage, band_scale, score_models
 from tests.forecast_support import counted_hours
 from visitorflow.catalogue import load_catalogue
-from visitorflow.settings import PROJECT_ROOT
+from visitorflow.settings import PROJECT_ROOT, ForecastSettings
 
 CATALOGUE = load_catalogue(PROJECT_ROOT / "data" / "sites.yaml")
 
@@ -120,6 +123,50 @@ def test_a_band_kept_as_three_quantiles_moves_as_its_samples_would() -> None:
     assert new_lower == pytest.approx([80.0, 0.0])
     assert new_upper == pytest.approx([140.0, 2.6])
     assert median.tolist() == [50.0, 0.5] and lower.tolist() == [40.0, 0.2]
+
+
+def test_only_the_busier_open_hours_lean_and_only_toward_the_upper_edge() -> None:
+    point = np.array([0.0, 10.0, 40.0, 50.0, 60.0, 500.0, np.nan])
+    upper = np.array([0.0, 20.0, 60.0, 80.0, 60.0, 900.0, 5.0])
+    is_open = np.array([False, True, True, True, True, False, True])
+    busy = busier_than_usual(point, is_open)
+    # The open hours' median is 45: the hours at 50 and 60 are busier; closed ones never.
+    assert busy.tolist() == [False, False, False, True, True, False, False]
+    leaned = lean_to_crowd(point, upper, busy, 0.1)
+    assert leaned[3] == pytest.approx(53.0)  # a tenth of the way from 50 to 80
+    assert leaned[4] == 60.0  # already at its upper edge
+    assert np.array_equal(leaned[~busy], point[~busy], equal_nan=True)
+    assert np.array_equal(lean_to_crowd(point, upper, busy, 0.0), point, equal_nan=True)
+    # Every hour counts as open without opening hours; no known hour, no busy hour.
+    assert busier_than_usual(np.array([1.0, 3.0, 2.0])).tolist() == [False, True, True]
+    assert not busier_than_usual(np.array([np.nan, np.nan])).any()
+    with pytest.raises(ValueError, match="crowd lean"):
+        lean_to_crowd(point, upper, busy, 1.5)
+
+
+def test_a_forecast_leans_toward_the_crowd_where_busy_and_keeps_its_band() -> None:
+    """`summarise_hourly`: the busy hours' arrivals and occupancy move toward their upper
+    edges by `crowd_lean`; the bands and p_overload are the samples' whatever the lean."""
+    site = load_catalogue(PROJECT_ROOT / "data" / "sites.yaml").site("tam_thanh")
+    ds = pd.Series(pd.date_range("2026-03-16", periods=48, freq="h"))
+    is_open = open_mask(site, ds)
+    rng = np.random.default_rng(5)
+    level = np.where(is_open, 20.0 + 15.0 * np.sin(np.pi * (ds.dt.hour - 7) / 11).clip(0), 0)
+    samples = rng.lognormal(np.log(np.maximum(level, 1e-9))[:, None], 0.3, size=(48, 500))
+    samples[~is_open] = 0.0
+    grid = pd.DataFrame({"ds": ds, "is_open": is_open})
+    out = {lean: summarise_hourly(grid, samples, site, ForecastSettings(crowd_lean=lean), 0.5)
+           for lean in (0.0, 0.07)}
+    median, leaned = out[0.0], out[0.07]
+    assert np.allclose(median["arrivals"], np.median(samples, axis=1))
+    busy = busier_than_usual(median["arrivals"].to_numpy(), is_open)
+    assert 0 < busy.sum() < is_open.sum()
+    for column in ("arrivals", "occupancy"):
+        expected = median[column] + 0.07 * (median[f"{column}_upper"] - median[column])
+        assert np.allclose(leaned[column][busy], expected[busy])
+        assert (leaned[column][~busy] == median[column][~busy]).all()
+    for column in ("arrivals_lower", "arrivals_upper", "occupancy_upper", "p_overload"):
+        assert (leaned[column] == median[column]).all()
 
 
 def test_an_80_percent_band_covers_80_percent_of_a_known_distribution() -> None:

@@ -84,7 +84,9 @@ def history() -> pd.DataFrame:
 
 def _tet_day_totals(history: pd.DataFrame, from_daily: bool) -> tuple[float, float]:
     quiet_cmdstan()
-    settings = ForecastSettings(samples=200, holiday_totals_from_daily=from_daily)
+    # The hourly medians carry the day total; the busy hours' lean toward the crowd comes on
+    # top of them (test_forecast_candidates), so it is left out here.
+    settings = ForecastSettings(samples=200, holiday_totals_from_daily=from_daily, crowd_lean=0)
     hourly, daily = fit_and_forecast(history, SITE, settings, CALENDAR, START, 7 * 24, 7)
     tet_day = pd.Timestamp("2026-02-18")  # the second day of Tết
     hourly_total = hourly.loc[hourly["ds"].dt.normalize() == tet_day, "arrivals"].sum()

@@ -188,7 +188,7 @@ def _scored(errors: dict[str, list[float]], half_width: float = 1.0) -> pd.DataF
 def test_the_replayed_choice_uses_only_finished_folds_and_the_margin() -> None:
     scored = _scored({"blend": [5, 5, 5, 5, 5], "p": [1, 1, 9, 9, 9], "m": [5, 5, 4.8, 4.8, 4.8]})
     columns = {"lgbm_prophet": "blend", "prophet": "p", "mean4w": "m"}
-    out, chosen = replay_shipped(scored, columns, horizon_hours=168, window=2)
+    out, chosen = replay_shipped(scored, columns, horizon_hours=168, window=2, crowd_lean=0)
     # Fold 0: nothing finished → the preferred blend; folds 1-2: Prophet erred 80 % less so
     # far; fold 3: over folds 1-2, Prophet erred 1 + 9, the blend 5 + 5 → the blend; fold 4:
     # the 4-week mean erred 4 % less than the blend: within the margin, the blend stays.
@@ -202,7 +202,7 @@ def test_the_replayed_blend_takes_prophets_share_from_finished_folds() -> None:
     # LightGBM 10 too high, Prophet 10 too low: half of each would have been exact.
     scored = _scored({"blend": [5, 5, 5], "l": [10, 10, 10], "p": [-10, -10, -10]})
     columns = {"lgbm_prophet": "blend", "lgbm": "l", "prophet": "p"}
-    out, chosen = replay_shipped(scored, columns, horizon_hours=168)
+    out, chosen = replay_shipped(scored, columns, horizon_hours=168, crowd_lean=0)
     assert chosen.tolist() == ["lgbm_prophet"] * 3
     first = out["origin"] == out["origin"].min()
     assert (out.loc[first, "shipped"] == 105.0).all()  # nothing finished: the stored blend
@@ -215,12 +215,32 @@ def test_the_replayed_blend_takes_prophets_share_from_finished_folds() -> None:
 def test_the_replayed_band_is_scaled_to_have_covered_80_percent() -> None:
     # Every count 5 off the blend's point, its band ± 10: half as wide would have covered.
     scored = _scored({"blend": [5, 5, 5]}, half_width=10.0)
-    out, _ = replay_shipped(scored, {"lgbm_prophet": "blend"}, horizon_hours=168)
+    out, _ = replay_shipped(scored, {"lgbm_prophet": "blend"}, horizon_hours=168, crowd_lean=0)
     first, later = out[out["origin"] == out["origin"].min()], out[out["origin"] > out[
         "origin"].min()]
     assert (first["shipped_upper"] - first["shipped"] == 10.0).all()  # nothing to learn from
     assert np.allclose(later["shipped_upper"] - later["shipped"], 5.0)
     assert np.allclose(later["shipped"] - later["shipped_lower"], 5.0)
+
+
+def test_the_replayed_forecast_leans_toward_the_crowd_on_its_busy_hours() -> None:
+    scored = _scored({"blend": [5, 5, 5]}, half_width=10.0)
+    scored["blend"] += np.tile([0.0, 50.0], 3)  # each fold: a quiet hour, then a busy one
+    for column in ("blend_lower", "blend_upper"):
+        scored[column] += np.tile([0.0, 50.0], 3)
+    median, _ = replay_shipped(scored, {"lgbm_prophet": "blend"}, horizon_hours=168,
+                               crowd_lean=0)
+    leaned, _ = replay_shipped(scored, {"lgbm_prophet": "blend"}, horizon_hours=168,
+                               crowd_lean=0.5)
+    busy = np.tile([False, True], 3)
+    # Half of the way to the (calibrated) upper edge on the busy hour; the quiet hour and
+    # the band as the median had them.
+    assert np.allclose(leaned["shipped"][busy], (median["shipped"] + 0.5 * (
+        median["shipped_upper"] - median["shipped"]))[busy])
+    assert (leaned["shipped"][busy] > median["shipped"][busy]).all()
+    assert (leaned["shipped"][~busy] == median["shipped"][~busy]).all()
+    for edge in ("shipped_lower", "shipped_upper"):
+        assert (leaned[edge] == median[edge]).all()
 
 
 def test_the_replayed_choice_waits_for_a_fold_to_end() -> None:
