@@ -48,10 +48,10 @@ finished folds scored 0.743 against 0.748 for a fixed quarter (bench/results.md,
 share per site": better on five series, up to 0.03 at 45 Queen Street; worse on three, by
 0.007 at most, at Washington, where the best share moved from season to season).
 
-On the hours it expects busier than its usual open hour, the forecast a run stores and
-shows leans a little toward the crowd: `settings.forecast.crowd_lean` of the way from the
-median to the band's upper edge (`busier_than_usual`, `lean_to_crowd`). The band and
-`p_overload` stay the distribution's.
+On the hours it expects busier than its usual open hour, the arrivals a run stores and shows
+lean a little toward the crowd: `settings.forecast.crowd_lean` of the way from the median to
+the band's upper edge (`busier_than_usual`, `lean_to_crowd`). The median is stored beside
+them (`arrivals_median`); the band, occupancy and `p_overload` stay the distribution's.
 
 The predictive distribution stays Prophet's, moved to the chosen median (`recentre`): each
 open hour's samples are scaled (or, for a median under one person, shifted) so that their

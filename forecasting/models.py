@@ -80,7 +80,7 @@ from visitorflow.settings import ForecastSettings
 HOURS_PER_WEEK = 168
 HOURLY_COLUMNS = [
     "ds", "is_open", "arrivals", "arrivals_lower", "arrivals_upper", "occupancy",
-    "occupancy_upper", "capacity", "p_overload",
+    "occupancy_upper", "capacity", "p_overload", "arrivals_median",
 ]
 DAILY_COLUMNS = ["ds", "arrivals", "arrivals_lower", "arrivals_upper"]
 
@@ -316,9 +316,10 @@ def summarise_hourly(
     lead_in: np.ndarray | None = None,
 ) -> pd.DataFrame:
     """`forecast_hourly`'s columns from samples of arrivals (rows: the grid's hours): the
-    median and the band of arrivals and of occupancy, the median leaned toward the band's upper
-    edge on the hours busier than the forecast's usual open hour (`settings.crowd_lean`,
-    `forecasting.candidates.lean_to_crowd`), and p_overload."""
+    median and the band of arrivals and of occupancy, and p_overload. `arrivals` is the median
+    leaned toward the band's upper edge on the hours busier than the forecast's usual open
+    hour (`settings.crowd_lean`, `forecasting.candidates.lean_to_crowd`), `arrivals_median`
+    the median itself (what the nowcast compares the counts with)."""
     is_open = grid["is_open"].to_numpy(bool)
     occ = occupancy_from_arrivals(samples, is_open, site.dwell_min, lead_in)
     lo_q, hi_q = (1 - settings.interval_width) / 2, (1 + settings.interval_width) / 2
@@ -331,12 +332,12 @@ def summarise_hourly(
     grid["occupancy_upper"] = np.quantile(occ, hi_q, axis=1)
     grid["capacity"] = site.capacity
     grid["p_overload"] = (occ >= threshold).mean(axis=1)
-    # Shown toward the crowd on the hours expected busier than usual; the band stays.
-    busy = busier_than_usual(grid["arrivals"].to_numpy(float), is_open)
-    for column in ("arrivals", "occupancy"):
-        grid[column] = lean_to_crowd(grid[column].to_numpy(float),
-                                     grid[f"{column}_upper"].to_numpy(float), busy,
-                                     settings.crowd_lean)
+    # Shown toward the crowd on the hours expected busier than usual; the band, occupancy and
+    # p_overload stay the samples' (the alerts and the nowcast read them).
+    grid["arrivals_median"] = grid["arrivals"]
+    median = grid["arrivals_median"].to_numpy(float)
+    grid["arrivals"] = lean_to_crowd(median, grid["arrivals_upper"].to_numpy(float),
+                                     busier_than_usual(median, is_open), settings.crowd_lean)
     return grid[HOURLY_COLUMNS]
 
 

@@ -149,6 +149,29 @@ def test_nowcast_scales_today_and_moves_probability() -> None:
     assert (unchanged["p_overload"] == forecast["p_overload"]).all()
 
 
+def test_the_nowcast_compares_the_counts_with_the_median_not_the_leaned_forecast() -> None:
+    """Where `arrivals` leans toward the crowd, the counts are compared with
+    `arrivals_median`: the ratio, the scaled hours and p_overload are the median's."""
+    now = T0 + timedelta(hours=3, minutes=20)
+    median = hourly_run("a", {5: 0.5}, hours=8)
+    leaned = median.assign(arrivals_median=median["arrivals"],
+                           arrivals=median["arrivals"] * 1.05)
+    recent = pd.DataFrame({"site_id": "a",
+                           "hour_utc": pd.to_datetime([T0 + timedelta(hours=h) for h in (1, 2)]),
+                           "arrivals": [290.0, 310.0]})
+    ratios = nowcast_ratios(leaned, recent, now, hours=3, prior_people=0, ratio_max=5)
+    assert ratios.iloc[0]["ratio"] == pytest.approx(3.0)
+    assert ratios.equals(nowcast_ratios(median, recent, now, 3, prior_people=0, ratio_max=5))
+    # A run from before the median was kept (NULL): its arrivals were the median.
+    older = median.assign(arrivals_median=np.nan)
+    assert ratios.equals(nowcast_ratios(older, recent, now, 3, prior_people=0, ratio_max=5))
+    out = apply_nowcast(leaned, ratios, now, interval_width=0.8).set_index("ts_utc")
+    plain = apply_nowcast(median, ratios, now, interval_width=0.8).set_index("ts_utc")
+    assert (out["p_overload"] == plain["p_overload"]).all()
+    assert np.allclose(out["arrivals_median"], plain["arrivals"])
+    assert np.allclose(out["arrivals"], plain["arrivals"] * 1.05)
+
+
 def test_forecast_alerts_with_nowcast_and_simulated_steps() -> None:
     cfg = AlertSettings(forecast_p=0.7, forecast_p_margin=0.1, forecast_horizon_h=6,
                         nowcast_hours=3, nowcast_prior_people=0, nowcast_ratio_max=3)

@@ -145,8 +145,9 @@ def test_only_the_busier_open_hours_lean_and_only_toward_the_upper_edge() -> Non
 
 
 def test_a_forecast_leans_toward_the_crowd_where_busy_and_keeps_its_band() -> None:
-    """`summarise_hourly`: the busy hours' arrivals and occupancy move toward their upper
-    edges by `crowd_lean`; the bands and p_overload are the samples' whatever the lean."""
+    """`summarise_hourly`: the busy hours' arrivals move toward their upper edge by
+    `crowd_lean` and the median is kept beside them; the bands, occupancy and p_overload are
+    the samples' whatever the lean."""
     site = load_catalogue(PROJECT_ROOT / "data" / "sites.yaml").site("tam_thanh")
     ds = pd.Series(pd.date_range("2026-03-16", periods=48, freq="h"))
     is_open = open_mask(site, ds)
@@ -161,12 +162,13 @@ def test_a_forecast_leans_toward_the_crowd_where_busy_and_keeps_its_band() -> No
     assert np.allclose(median["arrivals"], np.median(samples, axis=1))
     busy = busier_than_usual(median["arrivals"].to_numpy(), is_open)
     assert 0 < busy.sum() < is_open.sum()
-    for column in ("arrivals", "occupancy"):
-        expected = median[column] + 0.07 * (median[f"{column}_upper"] - median[column])
-        assert np.allclose(leaned[column][busy], expected[busy])
-        assert (leaned[column][~busy] == median[column][~busy]).all()
-    for column in ("arrivals_lower", "arrivals_upper", "occupancy_upper", "p_overload"):
+    expected = median["arrivals"] + 0.07 * (median["arrivals_upper"] - median["arrivals"])
+    assert np.allclose(leaned["arrivals"][busy], expected[busy])
+    assert (leaned["arrivals"][~busy] == median["arrivals"][~busy]).all()
+    for column in ("arrivals_median", "arrivals_lower", "arrivals_upper", "occupancy",
+                   "occupancy_upper", "p_overload"):
         assert (leaned[column] == median[column]).all()
+    assert (leaned["arrivals_median"] == median["arrivals"]).all()
 
 
 def test_an_80_percent_band_covers_80_percent_of_a_known_distribution() -> None:

@@ -121,7 +121,7 @@ def test_hourly_forecast_is_never_negative_and_zero_when_closed() -> None:
     out = forecast_hourly(model, datetime(2026, 10, 13), 72)
     assert list(out.columns) == ["ds", "is_open", "arrivals", "arrivals_lower",
                                  "arrivals_upper", "occupancy", "occupancy_upper", "capacity",
-                                 "p_overload"]
+                                 "p_overload", "arrivals_median"]
     assert len(out) == 72 and (out[["arrivals", "arrivals_lower", "occupancy"]] >= 0).all().all()
     closed = out[~out["is_open"]]
     assert len(closed) == 3 * 13  # 07:00–18:00 open: 13 closed hours a day

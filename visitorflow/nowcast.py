@@ -43,7 +43,9 @@ def nowcast_ratios(
     """Per site: actual and forecast arrivals over the last `hours` complete open hours, and
     the ratio (sites with no hour both forecast open and counted are left out: ratio 1).
 
-    forecast: site_id, ts_utc (hour start), is_open, arrivals (people/hour);
+    forecast: site_id, ts_utc (hour start), is_open, arrivals (people/hour), optionally
+    arrivals_median (the median where `arrivals` leans toward the crowd on busy hours: the
+    counts are compared with the median; NULL in older runs, whose `arrivals` were it);
     recent: site_id, hour_utc, arrivals (`Store.hourly_arrivals`).
     Returns site_id, actual, expected (people), hours_used, ratio."""
     columns = ["site_id", "actual", "expected", "hours_used", "ratio"]
@@ -55,7 +57,10 @@ def nowcast_ratios(
     keep = ((ts >= since) & (ts < now_hour) & forecast["is_open"].astype(bool)).to_numpy()
     if not keep.any():
         return pd.DataFrame(columns=columns)
-    expected = pd.Series(forecast["arrivals"].to_numpy(float)[keep],
+    median = forecast["arrivals"]
+    if "arrivals_median" in forecast:
+        median = forecast["arrivals_median"].astype(float).fillna(median)
+    expected = pd.Series(median.to_numpy(float)[keep],
                          index=pd.MultiIndex.from_arrays(
                              [forecast["site_id"].to_numpy()[keep], ts.to_numpy()[keep]]))
     actual = pd.Series(recent["arrivals"].to_numpy(float), index=pd.MultiIndex.from_arrays(
@@ -74,8 +79,9 @@ def nowcast_ratios(
 def apply_nowcast(
     forecast: pd.DataFrame, ratios: pd.DataFrame, now_utc: datetime, interval_width: float,
 ) -> pd.DataFrame:
-    """The forecast with today's remaining open hours scaled by each site's ratio: arrivals,
-    occupancy and occupancy_upper times the ratio, p_overload moved as the module says.
+    """The forecast with today's remaining open hours scaled by each site's ratio: arrivals
+    (and arrivals_median), occupancy and occupancy_upper times the ratio, p_overload moved as
+    the module says.
     The unscaled probability is kept in `p_overload_model`; `nowcast_ratio` says what was
     applied (1 elsewhere). Rows must be sorted by site and hour (as the store returns them)."""
     out = forecast.copy()
@@ -101,7 +107,8 @@ def apply_nowcast(
     z = np.array([_NORMAL.inv_cdf(v) for v in p]) + np.log(r) / sigma
     index = out.index[rows]
     out.loc[index, "p_overload"] = [_NORMAL.cdf(v) for v in z]
-    for column in ("arrivals", "occupancy", "occupancy_upper"):
-        out.loc[index, column] = out.loc[index, column].to_numpy(float) * r
+    for column in ("arrivals", "arrivals_median", "occupancy", "occupancy_upper"):
+        if column in out:
+            out.loc[index, column] = out.loc[index, column].to_numpy(float) * r
     out.loc[index, "nowcast_ratio"] = r
     return out

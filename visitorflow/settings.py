@@ -360,13 +360,13 @@ class ForecastSettings(BaseModel):
     # naive (`choose_model`); a model's name forces it for every site.
     model: Literal["auto", "prophet", "prophet_lgbm", "lgbm_prophet", "lgbm", "mean4w",
                    "naive"] = "auto"
-    # On the hours a forecast expects busier than its usual open hour, the arrivals and
-    # occupancy it shows lean this share of the way from the median to the band's upper edge
+    # On the hours a forecast expects busier than its usual open hour, the arrivals it stores
+    # and shows lean this share of the way from the median to the band's upper edge
     # (forecasting.candidates.lean_to_crowd; 0: the median everywhere). A median pulls every
     # peak part of the way back to the usual, and an unseen crowd costs more than a ranger
     # sent for nothing: on nine real series 0.07 took the busiest tenth of hours from 0.89 to
     # 0.82 of naive's error and all hours from 0.741 to 0.746 (bench/results.md, "Leaning
-    # toward the crowd"). The band and p_overload do not move.
+    # toward the crowd"). The band, occupancy, p_overload and the alerts do not move.
     crowd_lean: float = Field(0.07, ge=0, le=1)
 
 

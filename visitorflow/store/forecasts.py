@@ -85,8 +85,9 @@ class ForecastTables(StoreConnection):
         """Each site's forecast from the newest run in which its fit succeeded (a site whose
         latest fit failed keeps its previous forecast), or from `run_id` if given.
         hourly: site_id, ts_utc, is_open, arrivals(_lower/_upper), occupancy(_upper),
-        capacity, p_overload; daily: site_id, day_local, arrivals(_lower/_upper), festival;
-        both with run_id and run_created_at_utc."""
+        capacity, p_overload, arrivals_median (NULL in runs before it was kept); daily:
+        site_id, day_local, arrivals(_lower/_upper), festival; both with run_id and
+        run_created_at_utc."""
         if granularity not in _GRANULARITY:
             raise ValueError("granularity must be 'hourly' or 'daily'")
         table, time_col = _GRANULARITY[granularity]

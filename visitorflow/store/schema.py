@@ -239,6 +239,12 @@ PROPHET_SHARE_COLUMNS = [
 RUN_PROPHET_SHARE_COLUMNS = [
     "ALTER TABLE forecast_sites ADD COLUMN IF NOT EXISTS prophet_share DOUBLE",
 ]
+# The median of each hour's arrivals, kept beside `arrivals` where that leans toward the crowd
+# on busy hours (forecasting.candidates.lean_to_crowd): the nowcast compares the counts with
+# the median. NULL in older runs, whose `arrivals` were the median.
+ARRIVALS_MEDIAN_COLUMNS = [
+    "ALTER TABLE forecast_hourly ADD COLUMN IF NOT EXISTS arrivals_median DOUBLE",
+]
 
 # -- dashboard speed -------------------------------------------------------------------------
 # Each gate's newest reading, kept by every writer of `readings` in the same transaction
@@ -418,6 +424,8 @@ MIGRATIONS: tuple[Migration, ...] = (
               _statements(PROPHET_SHARE_COLUMNS)),
     Migration(10, "Prophet's share in the preferred candidate a run used",
               _statements(RUN_PROPHET_SHARE_COLUMNS)),
+    Migration(11, "the median of the hourly arrivals beside the forecast shown",
+              _statements(ARRIVALS_MEDIAN_COLUMNS)),
 )
 SCHEMA_VERSION = MIGRATIONS[-1].version
 
